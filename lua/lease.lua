@@ -1,0 +1,115 @@
+--[[
+lease.lua: one atomic step of a client's global token bucket with leases.
+Mirrors leaseStep() in src/bucket/global-bucket.ts line for line (read the design
+notes there); test/lua-script.test.ts checks both give identical answers.
+
+KEYS[1]  the client's bucket key (a hash of the API key inside a {hash tag})
+ARGV[1]  capacity (tokens)
+ARGV[2]  refill per second (tokens)
+ARGV[3]  lease TTL (ms)
+ARGV[4]  need: tokens for requests waiting now
+ARGV[5]  extra: tokens wanted ahead of demand (at most half of what is left is granted)
+ARGV[6]  report: grantedAt (ms) of the lease being reported, 0 for none
+ARGV[7]  report: tokens registered to that lease
+ARGV[8]  report: tokens of it still unused
+ARGV[9]  report: ms since the node's last spend of it
+ARGV[10] report: 1 keep the unused tokens (renewal), 0 give them back
+
+Reply: { granted, kept (0/1), grantedAt (ms, Redis TIME), remaining (whole tokens),
+         retryAfterMs (when granted < need or granted == 0), fullInMs }
+
+State: one string "tokens updatedMs leased deadline-updatedMs updatedMs-epoch",
+stored with PX so an idle bucket disappears once it would be full again.
+The clock is Redis's own TIME, so clock skew between nodes changes nothing.
+]]
+local t = redis.call('TIME')
+local nowIn = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local cap = tonumber(ARGV[1])
+local perMs = tonumber(ARGV[2]) / 1000
+local leaseTtl = tonumber(ARGV[3])
+local need = tonumber(ARGV[4])
+local extra = tonumber(ARGV[5])
+local rGrantedAt = tonumber(ARGV[6])
+local rRegistered = tonumber(ARGV[7])
+local rUnused = tonumber(ARGV[8])
+local rAge = tonumber(ARGV[9])
+local rKeep = ARGV[10] == '1'
+
+local function floor6(x) return math.floor(x * 1e6) / 1e6 end
+
+local tokens, updated, leased, deadline, epoch
+local raw = redis.call('GET', KEYS[1])
+if raw then
+  local a, b, c, d, e = string.match(raw, '^(%S+) (%S+) (%S+) (%S+) (%S+)$')
+  tokens = tonumber(a); updated = tonumber(b); leased = tonumber(c)
+  deadline = updated + tonumber(d)
+  if tonumber(e) < 0 then epoch = 0 else epoch = updated - tonumber(e) end
+else
+  tokens = cap; updated = nowIn; leased = 0; deadline = 0; epoch = 0
+end
+local now = math.max(nowIn, updated)
+local kept = 0
+
+if leased > 0 and now >= deadline then
+  local d = math.max(deadline, updated)
+  tokens = math.min(cap - leased, tokens + (d - updated) * perMs)
+  tokens = math.min(cap, tokens + (now - d) * perMs)
+  leased = 0
+  epoch = now
+elseif rGrantedAt > 0 and leased > 0 and rGrantedAt >= epoch then
+  local spent = math.max(0, rRegistered - rUnused)
+  local spendAt = math.min(now, math.max(updated, now - rAge))
+  tokens = math.min(cap - leased, tokens + (spendAt - updated) * perMs)
+  leased = math.max(0, leased - spent)
+  tokens = math.min(cap - leased, tokens + (now - spendAt) * perMs)
+  if rKeep then
+    kept = 1
+  else
+    local back = math.min(rUnused, leased)
+    leased = leased - back
+    tokens = math.min(cap - leased, tokens + back)
+  end
+else
+  tokens = math.min(cap - leased, tokens + (now - updated) * perMs)
+end
+tokens = floor6(tokens)
+updated = now
+
+local avail = math.floor(tokens)
+local granted = 0
+if avail > 0 then
+  local forNeed = math.min(need, avail)
+  local ahead = math.min(extra, math.floor((avail - forNeed) / 2))
+  granted = forNeed + math.max(0, ahead)
+end
+if granted > 0 then
+  tokens = floor6(tokens - granted)
+  leased = leased + granted
+  deadline = math.max(deadline, now + leaseTtl)
+end
+
+local retry = 0
+if granted < need or granted == 0 then
+  if perMs > 0 then retry = math.ceil((1 - tokens) / perMs) else retry = 9007199254740991 end
+  local own = granted
+  if kept == 1 then own = own + rUnused end
+  if cap - (leased - own) < 1 then retry = math.max(retry, deadline - now) end
+  retry = math.max(1, retry)
+end
+local fullIn = 0
+if perMs > 0 then fullIn = math.max(0, math.ceil((cap - tokens - leased) / perMs)) end
+local leaseLeft = 0
+if leased > 0 then leaseLeft = deadline - now end
+local refillMs = 0
+if perMs > 0 then refillMs = math.ceil((cap - tokens) / perMs) end
+local ttl = math.max(1, leaseLeft + refillMs + 1000)
+
+-- Relative times keep the value short (~30 bytes); -1 means "never reset".
+local epochField = -1
+if epoch > 0 then epochField = updated - epoch end
+redis.call('SET', KEYS[1],
+  string.format('%.6f %d %d %d %d', tokens, updated, leased, math.max(0, deadline - updated), epochField),
+  'PX', ttl)
+
+local remaining = math.max(0, math.floor(tokens))
+return { granted, kept, now, remaining, retry, fullIn }

@@ -1,0 +1,197 @@
+/**
+ * @module bucket/global-bucket
+ *
+ * The global token bucket with leases, as pure math. `lua/lease.lua` runs the
+ * same steps inside Redis and `store/memory-store.ts` runs this function; the
+ * integration tests check that both give identical answers.
+ *
+ * Design notes
+ * ------------
+ * A node takes tokens out of the global bucket in batches ("leases") and spends
+ * them locally. Taking tokens before spending them is not enough to rule out
+ * over-admission: while a node holds unspent tokens, the global bucket could
+ * refill to full, and then holder + bucket together exceed the capacity. So the
+ * bucket also records `leased`, the tokens handed out and not yet reported back,
+ * and refills only up to `capacity - leased`. With W = bucket tokens + unspent
+ * leased tokens, W never exceeds the capacity, grows at most at the refill rate,
+ * and drops by exactly one per admitted request; hence admitted requests in any
+ * interval T are at most capacity + refill * T, across any number of nodes.
+ *
+ * Counting spent-but-unreported tokens as leased would hold back refill, so a
+ * node reports how many it spent and how long ago its last spend was; refill is
+ * computed piecewise: capped by the old `leased` up to that moment, by the
+ * reduced one after it. A node's own clock never decides anything: it sends an
+ * age (a duration), and the bucket's clock is the store's (Redis `TIME`).
+ *
+ * Leases expire: a node stops spending a lease `leaseTtlMs` after it *sent* the
+ * request, which is no later than `grant time + leaseTtlMs` on the store's clock.
+ * The bucket keeps `leaseDeadlineMs`, the latest deadline of the outstanding
+ * leases; once it passes, every lease is dead and `leased` drops to zero (a node
+ * that crashed costs at most one lease TTL of capacity). `epochMs` marks that
+ * moment, so a report about a lease granted before it is recognised as stale
+ * and ignored rather than subtracted from someone else's lease.
+ *
+ * Tokens are floats floored to 1e-6 on every step (never rounded up).
+ */
+
+/** A token-bucket policy: `capacity` tokens, refilled at `refillPerSec`. */
+export type BucketPolicy = {
+  readonly capacity: number;
+  readonly refillPerSec: number;
+};
+
+/** Stored state of one client's global bucket. */
+export type GlobalBucketState = {
+  /** Tokens in the bucket (not counting leased ones); may be negative after a capacity cut. */
+  tokens: number;
+  /** Store time (ms) the state was computed for. */
+  updatedMs: number;
+  /** Tokens leased out and not yet reported spent or returned. */
+  leased: number;
+  /** Store time after which every outstanding lease has expired. */
+  leaseDeadlineMs: number;
+  /** Store time `leased` was last reset by deadline; older leases are stale. */
+  epochMs: number;
+};
+
+/** What a node says about the lease it holds when it asks again or gives back. */
+export type LeaseReport = {
+  /** `grantedAtMs` from the reply that granted the lease. */
+  grantedAtMs: number;
+  /** Tokens registered to this lease (granted plus kept). */
+  registered: number;
+  /** Tokens of it not spent yet. */
+  unused: number;
+  /** Milliseconds between the node's last spend of this lease and sending the report. */
+  spentAgeMs: number;
+  /** true: the node keeps its unused tokens (renewal); false: it gives them back. */
+  keep: boolean;
+};
+
+export type LeaseRequest = {
+  /** Tokens wanted now for requests that are waiting; granted in full if available. */
+  need: number;
+  /** Tokens wanted ahead of demand; granted at most half of what is left after `need`. */
+  extra: number;
+  leaseTtlMs: number;
+  report?: LeaseReport | undefined;
+};
+
+export type LeaseReply = {
+  granted: number;
+  /** Whether the reported lease's unused tokens stay registered (renewal accepted). */
+  kept: boolean;
+  /** Store time of this step; identifies the lease in later reports. */
+  grantedAtMs: number;
+  /** Whole tokens left in the global bucket after the grant. */
+  remaining: number;
+  /** When `granted < need` or nothing was granted: ms until one more token could be granted. */
+  retryAfterMs: number;
+  /** ms until the global bucket (plus leases) would be full again if nothing were spent. */
+  fullInMs: number;
+};
+
+export type LeaseStep = {
+  state: GlobalBucketState;
+  reply: LeaseReply;
+  /** How long the stored state must live; afterwards it equals a fresh bucket. */
+  ttlMs: number;
+};
+
+const floor6 = (x: number): number => Math.floor(x * 1e6) / 1e6;
+
+/** A bucket nobody has touched: full, nothing leased. */
+export function freshBucket(policy: BucketPolicy, nowMs: number): GlobalBucketState {
+  return { tokens: policy.capacity, updatedMs: nowMs, leased: 0, leaseDeadlineMs: 0, epochMs: 0 };
+}
+
+/**
+ * One atomic step of the global bucket: refill, apply the report, grant.
+ *
+ * @example
+ * const { reply } = leaseStep(undefined, { capacity: 40, refillPerSec: 10 },
+ *   { need: 1, extra: 4, leaseTtlMs: 1000 }, Date.now());
+ * reply.granted; // 5
+ */
+export function leaseStep(
+  prev: GlobalBucketState | undefined,
+  policy: BucketPolicy,
+  req: LeaseRequest,
+  nowIn: number,
+): LeaseStep {
+  const cap = policy.capacity;
+  const perMs = policy.refillPerSec / 1000;
+  const s: GlobalBucketState = prev ? { ...prev } : freshBucket(policy, nowIn);
+  // The store clock can step back (failover to a replica): never refill negatively.
+  const now = Math.max(nowIn, s.updatedMs);
+  let kept = false;
+
+  if (s.leased > 0 && now >= s.leaseDeadlineMs) {
+    // Every outstanding lease has expired: refill capped by them up to the deadline, freely after.
+    const d = Math.max(s.leaseDeadlineMs, s.updatedMs);
+    s.tokens = Math.min(cap - s.leased, s.tokens + (d - s.updatedMs) * perMs);
+    s.tokens = Math.min(cap, s.tokens + (now - d) * perMs);
+    s.leased = 0;
+    s.epochMs = now;
+  } else if (req.report && s.leased > 0 && req.report.grantedAtMs >= s.epochMs) {
+    const r = req.report;
+    const spent = Math.max(0, r.registered - r.unused);
+    const spendAt = Math.min(now, Math.max(s.updatedMs, now - r.spentAgeMs));
+    s.tokens = Math.min(cap - s.leased, s.tokens + (spendAt - s.updatedMs) * perMs);
+    s.leased = Math.max(0, s.leased - spent);
+    s.tokens = Math.min(cap - s.leased, s.tokens + (now - spendAt) * perMs);
+    if (r.keep) {
+      kept = true;
+    } else {
+      const back = Math.min(r.unused, s.leased);
+      s.leased -= back;
+      s.tokens = Math.min(cap - s.leased, s.tokens + back);
+    }
+  } else {
+    s.tokens = Math.min(cap - s.leased, s.tokens + (now - s.updatedMs) * perMs);
+  }
+  s.tokens = floor6(s.tokens);
+  s.updatedMs = now;
+
+  const avail = Math.floor(s.tokens);
+  let granted = 0;
+  if (avail > 0) {
+    const forNeed = Math.min(req.need, avail);
+    // Leave at least half of the rest for other nodes: as the bucket drains, leases shrink
+    // to what is asked for, so the last tokens are not stranded on an idle node.
+    const ahead = Math.min(req.extra, Math.floor((avail - forNeed) / 2));
+    granted = forNeed + Math.max(0, ahead);
+  }
+  if (granted > 0) {
+    s.tokens = floor6(s.tokens - granted);
+    s.leased += granted;
+    s.leaseDeadlineMs = Math.max(s.leaseDeadlineMs, now + req.leaseTtlMs);
+  }
+
+  let retryAfterMs = 0;
+  if (granted < req.need || granted === 0) {
+    retryAfterMs = perMs > 0 ? Math.ceil((1 - s.tokens) / perMs) : Number.MAX_SAFE_INTEGER;
+    // The asking node reports its own spends when it asks again, so only other nodes'
+    // leases can hold refill back; those free it at the latest by the deadline.
+    const own = (kept && req.report ? req.report.unused : 0) + granted;
+    if (cap - (s.leased - own) < 1) retryAfterMs = Math.max(retryAfterMs, s.leaseDeadlineMs - now);
+    retryAfterMs = Math.max(1, retryAfterMs);
+  }
+  const fullInMs = perMs > 0 ? Math.max(0, Math.ceil((cap - s.tokens - s.leased) / perMs)) : 0;
+  const leaseLeftMs = s.leased > 0 ? s.leaseDeadlineMs - now : 0;
+  // The key must outlive its leases and its refill; after that it equals a fresh bucket.
+  const ttlMs = Math.max(1, leaseLeftMs + (perMs > 0 ? Math.ceil((cap - s.tokens) / perMs) : 0) + 1000);
+
+  return {
+    state: s,
+    reply: {
+      granted,
+      kept,
+      grantedAtMs: now,
+      remaining: Math.max(0, Math.floor(s.tokens)),
+      retryAfterMs,
+      fullInMs,
+    },
+    ttlMs,
+  };
+}

@@ -1,0 +1,100 @@
+/**
+ * @module config/config
+ *
+ * All settings, read from the environment once at start-up, validated with zod,
+ * and frozen. A bad value throws `ConfigError` naming the variable and what it
+ * accepts; `main.ts` prints it and exits non-zero.
+ */
+import { z } from 'zod';
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+const int = (min: number, max: number) =>
+  z
+    .string()
+    .trim()
+    .regex(/^\d+$/, `a whole number from ${min} to ${max}`)
+    .transform(Number)
+    .pipe(z.number().int().min(min, `a whole number from ${min} to ${max}`).max(max, `a whole number from ${min} to ${max}`));
+
+const positive = (max: number) =>
+  z
+    .string()
+    .trim()
+    .regex(/^\d+(\.\d+)?$/, `a number greater than 0 and at most ${max}`)
+    .transform(Number)
+    .pipe(z.number().gt(0, `a number greater than 0 and at most ${max}`).max(max, `a number greater than 0 and at most ${max}`));
+
+const redisUrl = z
+  .string()
+  .trim()
+  .regex(/^rediss?:\/\/\S+$/, 'a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379');
+
+const schema = z.object({
+  PORT: int(0, 65535).default(8080),
+  HOST: z.string().trim().min(1, 'a host name or address to listen on').default('0.0.0.0'),
+  REDIS_URL: redisUrl.optional(),
+  REDIS_TIMEOUT_MS: int(1, 60_000).default(100),
+  REDIS_KEY_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9:_.-]{0,32}$/, 'up to 32 characters from A-Z a-z 0-9 : _ . -')
+    .default('rl:'),
+  RATE_LIMIT_CAPACITY: int(1, 1_000_000).default(40),
+  RATE_LIMIT_REFILL_PER_SEC: positive(1_000_000).default(10),
+  RATE_LIMIT_POLICY_NAME: z
+    .string()
+    .regex(/^[\x20-\x21\x23-\x5b\x5d-\x7e]{1,64}$/, '1 to 64 printable ASCII characters without " or \\')
+    .default('default'),
+  LOCAL_MAX_KEYS: int(1, 10_000_000).default(100_000),
+  LEASE_TTL_MS: int(10, 600_000).default(5000),
+  LEASE_MAX_TOKENS: int(0, 1_000_000).default(20),
+  LOG_LEVEL: z.enum(['error', 'warn', 'info', 'debug'], { error: 'one of error, warn, info, debug' }).default('info'),
+});
+
+export type Config = Readonly<{
+  port: number;
+  host: string;
+  redisUrl: string | undefined;
+  redisTimeoutMs: number;
+  redisKeyPrefix: string;
+  policy: Readonly<{ name: string; capacity: number; refillPerSec: number }>;
+  localMaxKeys: number;
+  leaseTtlMs: number;
+  leaseMaxTokens: number;
+  logLevel: 'error' | 'warn' | 'info' | 'debug';
+}>;
+
+/** The environment variables this service reads. */
+export const CONFIG_VARIABLES = Object.keys(schema.shape);
+
+/**
+ * Parses and validates the environment. Unset and empty variables take their defaults.
+ * @throws ConfigError naming every bad variable and what it accepts.
+ */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const input: Record<string, string> = {};
+  for (const name of CONFIG_VARIABLES) {
+    const v = env[name];
+    if (v !== undefined && v !== '') input[name] = v;
+  }
+  const parsed = schema.safeParse(input);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `${String(i.path[0])}=${JSON.stringify(input[String(i.path[0])])}: expected ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
+  }
+  const c = parsed.data;
+  return Object.freeze({
+    port: c.PORT,
+    host: c.HOST,
+    redisUrl: c.REDIS_URL,
+    redisTimeoutMs: c.REDIS_TIMEOUT_MS,
+    redisKeyPrefix: c.REDIS_KEY_PREFIX,
+    policy: Object.freeze({ name: c.RATE_LIMIT_POLICY_NAME, capacity: c.RATE_LIMIT_CAPACITY, refillPerSec: c.RATE_LIMIT_REFILL_PER_SEC }),
+    localMaxKeys: c.LOCAL_MAX_KEYS,
+    leaseTtlMs: c.LEASE_TTL_MS,
+    leaseMaxTokens: c.LEASE_MAX_TOKENS,
+    logLevel: c.LOG_LEVEL,
+  });
+}

@@ -1,0 +1,59 @@
+/**
+ * @module http/rate-limit-headers
+ *
+ * The response headers of a limited route:
+ * - `RateLimit-Policy: "default";q=40;w=4` and `RateLimit: "default";r=12;t=3`, the
+ *   structured fields of draft-ietf-httpapi-ratelimit-headers (serialised with the
+ *   `structured-headers` library). `q` is the bucket capacity, `w` the seconds it
+ *   takes to refill from empty, `r` the tokens left, `t` the seconds until the
+ *   bucket is full again.
+ * - The legacy `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`,
+ *   where Reset is the same as `t`: seconds from now (not an epoch time) until
+ *   the bucket is full again.
+ */
+import { serializeList } from 'structured-headers';
+import type { Decision, Policy } from '../lease/lease-manager.js';
+
+const policyHeaders = new WeakMap<Policy, string>();
+
+/** `"name";q=capacity;w=refill-window-seconds`, cached per policy object. */
+export function rateLimitPolicyHeader(policy: Policy): string {
+  let h = policyHeaders.get(policy);
+  if (h === undefined) {
+    const w = Math.ceil(policy.capacity / policy.refillPerSec);
+    h = serializeList([
+      [
+        policy.name,
+        new Map([
+          ['q', policy.capacity],
+          ['w', w],
+        ]),
+      ],
+    ]);
+    policyHeaders.set(policy, h);
+  }
+  return h;
+}
+
+/** Seconds until the bucket is full again, as sent in `t` and `X-RateLimit-Reset`. */
+export function resetSeconds(d: Decision): number {
+  return Math.ceil(d.resetMs / 1000);
+}
+
+/** `"name";r=remaining;t=seconds-until-full`. */
+export function rateLimitHeader(d: Decision): string {
+  return serializeList([
+    [
+      d.policy.name,
+      new Map([
+        ['r', d.remaining],
+        ['t', resetSeconds(d)],
+      ]),
+    ],
+  ]);
+}
+
+/** Retry-After in whole seconds: rounded up, never 0, never before a token is back. */
+export function retryAfterSeconds(d: Decision): number {
+  return Math.max(1, Math.ceil(d.retryAfterMs / 1000));
+}

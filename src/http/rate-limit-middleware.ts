@@ -1,0 +1,98 @@
+/**
+ * @module http/rate-limit-middleware
+ *
+ * The limiter as a Hono middleware. Identifies the client by its API key
+ * (`X-API-Key` by default), asks the lease manager, and either lets the request
+ * through with the rate-limit headers set and `c.get('rateLimit')` filled in, or
+ * answers 429 itself. The API key is only ever passed to the limiter: never
+ * logged, never put in a response.
+ *
+ * Status codes: 401 missing or empty key; 400 key over 256 bytes or with control
+ * characters; 429 limited; 503 when the global store cannot answer in time.
+ *
+ * @example
+ * const app = new Hono<RateLimitEnv>();
+ * app.use('/api/*', createMiddleware({ limiter, policy }));
+ * app.get('/api/x', (c) => c.json({ left: c.get('rateLimit').remaining }));
+ */
+import type { Context, MiddlewareHandler } from 'hono';
+import type { Decision, Policy } from '../lease/lease-manager.js';
+import { StoreUnavailableError } from '../store/global-store.js';
+import { rateLimitHeader, rateLimitPolicyHeader, resetSeconds, retryAfterSeconds } from './rate-limit-headers.js';
+
+/** What a limited route can read from `c.get('rateLimit')`. */
+export type RateLimitInfo = {
+  /** Policy name, as in the RateLimit headers. */
+  policy: string;
+  /** Bucket capacity. */
+  limit: number;
+  /** Tokens left (an estimate across nodes). */
+  remaining: number;
+  /** Seconds until the bucket is full again. */
+  reset: number;
+};
+
+export type RateLimitEnv = { Variables: { rateLimit: RateLimitInfo } };
+
+/** Anything that decides requests; `LeaseManager` is one. */
+export interface Limiter {
+  check(clientId: string, policy: Policy): Decision | Promise<Decision>;
+}
+
+export type RateLimitOptions = {
+  limiter: Limiter;
+  /** The policy for every request, or a function choosing it per request. */
+  policy: Policy | ((c: Context) => Policy);
+  /** Header carrying the API key. Default `X-API-Key`. */
+  keyHeader?: string;
+};
+
+export const MAX_KEY_BYTES = 256;
+const CONTROL = /[\x00-\x1f\x7f]/;
+
+/** Validates the key: null when fine, else the status and message to answer with. */
+export function checkApiKey(key: string | undefined): { status: 400 | 401; detail: string } | null {
+  if (key === undefined || key === '') return { status: 401, detail: 'Missing API key' };
+  // Header values are byte strings (one char per byte), so length is the byte count.
+  if (key.length > MAX_KEY_BYTES) return { status: 400, detail: `API key longer than ${MAX_KEY_BYTES} bytes` };
+  if (CONTROL.test(key)) return { status: 400, detail: 'API key contains control characters' };
+  return null;
+}
+
+export function createMiddleware(options: RateLimitOptions): MiddlewareHandler<RateLimitEnv> {
+  const { limiter } = options;
+  const header = options.keyHeader ?? 'X-API-Key';
+  const policyFor = typeof options.policy === 'function' ? options.policy : () => options.policy as Policy;
+  if (typeof limiter?.check !== 'function') throw new TypeError('createMiddleware: options.limiter.check must be a function');
+
+  return async function rateLimit(c, next) {
+    const key = c.req.header(header);
+    const bad = checkApiKey(key);
+    if (bad) return c.json({ detail: bad.detail }, bad.status);
+
+    let decision: Decision;
+    try {
+      const r = limiter.check(key as string, policyFor(c));
+      decision = r instanceof Promise ? await r : r;
+    } catch (err) {
+      if (err instanceof StoreUnavailableError) {
+        c.header('Retry-After', '1');
+        return c.json({ detail: 'Rate limiter unavailable' }, 503);
+      }
+      throw err;
+    }
+
+    const reset = resetSeconds(decision);
+    c.header('RateLimit-Policy', rateLimitPolicyHeader(decision.policy));
+    c.header('RateLimit', rateLimitHeader(decision));
+    c.header('X-RateLimit-Limit', String(decision.limit));
+    c.header('X-RateLimit-Remaining', String(decision.remaining));
+    c.header('X-RateLimit-Reset', String(reset));
+    if (!decision.allowed) {
+      c.header('Retry-After', String(retryAfterSeconds(decision)));
+      return c.json({ detail: 'Too Many Requests', retry_after_ms: decision.retryAfterMs }, 429);
+    }
+    c.set('rateLimit', { policy: decision.policy.name, limit: decision.limit, remaining: decision.remaining, reset });
+    await next();
+  };
+}

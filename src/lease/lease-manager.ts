@@ -1,0 +1,358 @@
+/**
+ * @module lease/lease-manager
+ *
+ * The local tier: answers most requests from tokens this node already holds,
+ * and talks to the global store (Redis or memory) only to lease more.
+ *
+ * Design notes
+ * ------------
+ * - Every client id has a `KeyState` in a bounded LRU. A request spends a held
+ *   token synchronously: no promise, no I/O.
+ * - Single flight: at most one lease call per key is in flight. Requests that
+ *   find no token wait on it; when it answers they are served from the grant,
+ *   and if more arrived meanwhile than it brought, one more call asks for them.
+ * - Lease size adapts: a lease asks for the waiting requests (`need`) plus the
+ *   demand expected over `leaseCoverMs` at the key's observed arrival rate
+ *   (`extra`, at most `maxLeaseTokens`). The store grants `extra` only up to half
+ *   of what is left, so leases shrink as the global bucket drains.
+ * - Refill-ahead: once a warm key's held tokens fall below what it spends in
+ *   `refillAheadMs`, a background call fetches the next lease (reporting the
+ *   current one and keeping its unused tokens), so requests do not wait.
+ * - When the store denies, the key is denied here until the retry time the store
+ *   computed, with no store call.
+ * - A lease dies `leaseTtlMs` after its request was sent. Shortly before that, a
+ *   sweep returns its unused tokens; eviction from the LRU and `close()` do too.
+ *   A failed return is dropped and counted: Redis frees the tokens at the lease
+ *   deadline anyway.
+ */
+import { LRUMap, Queue } from 'mnemonist';
+import type { BucketPolicy, LeaseReply, LeaseReport } from '../bucket/global-bucket.js';
+import { type Logger, throttled } from '../log/logger.js';
+import { type GlobalStore, StoreUnavailableError } from '../store/global-store.js';
+import { hashClientId } from '../store/key-name.js';
+import type { Clock } from './clock.js';
+
+/** A named bucket policy; the name is what the RateLimit headers show. */
+export type Policy = BucketPolicy & { readonly name: string };
+
+/** The answer for one request. A denial is a value, not an error. */
+export type Decision = {
+  allowed: boolean;
+  /** The policy's capacity. */
+  limit: number;
+  /** Tokens this client has left, as far as this node knows (whole tokens). */
+  remaining: number;
+  /** ms until the client's bucket is full again, if it stops now. */
+  resetMs: number;
+  /** When denied: ms until a token can be had (at least 1). 0 when allowed. */
+  retryAfterMs: number;
+  policy: Policy;
+};
+
+export type LeaseManagerOptions = {
+  store: GlobalStore;
+  clock: Clock;
+  logger: Logger;
+  /** Most client ids held in memory; the least recently used go first. */
+  maxKeys: number;
+  /** How long a lease may be spent, from the moment its request is sent. */
+  leaseTtlMs: number;
+  /** Most tokens a lease asks for ahead of demand. */
+  maxLeaseTokens: number;
+  /** How much demand (in ms at the observed rate) a lease tries to cover. Default leaseTtlMs / 2. */
+  leaseCoverMs?: number;
+  /** Fetch the next lease when held tokens cover less than this much demand. Default 50. */
+  refillAheadMs?: number;
+  /** How often expiring leases are returned. Default min(1000, leaseTtlMs / 4). */
+  sweepIntervalMs?: number;
+};
+
+/** Counters for tests, health and benchmarks. */
+export type LeaseStats = {
+  decisions: number;
+  localDecisions: number;
+  leaseCalls: number;
+  returnCalls: number;
+  returnFailures: number;
+  storeFailures: number;
+};
+
+type Waiter = { resolve: (d: Decision) => void; reject: (e: Error) => void };
+
+class KeyState {
+  tokens = 0;
+  /** Tokens registered in the store for the current lease (granted + kept). */
+  registered = 0;
+  /** Store time of the current lease, 0 when none. */
+  grantedAtMs = 0;
+  expiresAt = 0;
+  lastSpendAt = 0;
+  lastGrant = 0;
+  inflight = false;
+  waiters: Waiter[] = [];
+  deniedUntil = 0;
+  lastArrival = Number.NaN;
+  /** EWMA of the time between arrivals, ms; NaN until a second arrival. */
+  intervalMs = Number.NaN;
+  /** Global bucket tokens at `globalAt`, from the last reply. */
+  globalRemaining: number;
+  globalAt = 0;
+  evicted = false;
+
+  constructor(
+    readonly id: string,
+    public policy: Policy,
+  ) {
+    this.globalRemaining = policy.capacity;
+  }
+}
+
+type Expiry = { key: KeyState; expiresAt: number };
+
+export class LeaseManager {
+  readonly stats: LeaseStats = {
+    decisions: 0,
+    localDecisions: 0,
+    leaseCalls: 0,
+    returnCalls: 0,
+    returnFailures: 0,
+    storeFailures: 0,
+  };
+  readonly #store: GlobalStore;
+  readonly #clock: Clock;
+  readonly #log: Logger;
+  readonly #keys: LRUMap<string, KeyState>;
+  readonly #expiries = new Queue<Expiry>();
+  readonly #ttlMs: number;
+  readonly #maxAhead: number;
+  readonly #coverMs: number;
+  readonly #aheadMs: number;
+  readonly #sweepMs: number;
+  readonly #sweepTimer: NodeJS.Timeout;
+  readonly #logStoreFailure = throttled(1000);
+  readonly #logReturnFailure = throttled(1000);
+  #closed = false;
+
+  constructor(options: LeaseManagerOptions) {
+    this.#store = options.store;
+    this.#clock = options.clock;
+    this.#log = options.logger;
+    this.#keys = new LRUMap(options.maxKeys);
+    this.#ttlMs = options.leaseTtlMs;
+    this.#maxAhead = options.maxLeaseTokens;
+    this.#coverMs = options.leaseCoverMs ?? options.leaseTtlMs / 2;
+    this.#aheadMs = options.refillAheadMs ?? 50;
+    this.#sweepMs = options.sweepIntervalMs ?? Math.min(1000, options.leaseTtlMs / 4);
+    this.#sweepTimer = setInterval(() => this.sweep(), this.#sweepMs);
+    this.#sweepTimer.unref();
+  }
+
+  /** Client ids held in memory. */
+  get size(): number {
+    return this.#keys.size;
+  }
+
+  /**
+   * Decides one request of `clientId` under `policy`. Synchronous when the node
+   * holds a token or knows the key is denied; a promise when it must ask the store.
+   * Rejects with `StoreUnavailableError` when the store fails.
+   */
+  check(clientId: string, policy: Policy): Decision | Promise<Decision> {
+    const now = this.#clock.nowMs();
+    this.stats.decisions++;
+    let k = this.#keys.get(clientId);
+    if (k === undefined) {
+      k = new KeyState(clientId, policy);
+      const out = this.#keys.setpop(clientId, k);
+      if (out?.evicted) this.#evicted(out.value, now);
+    } else {
+      k.policy = policy;
+    }
+    const dt = now - k.lastArrival;
+    if (dt >= 0) k.intervalMs = Number.isNaN(k.intervalMs) ? dt : k.intervalMs * 0.8 + dt * 0.2;
+    k.lastArrival = now;
+
+    if (k.deniedUntil > now) {
+      this.stats.localDecisions++;
+      return this.#denial(k, now);
+    }
+    if (k.tokens >= 1 && now < k.expiresAt) {
+      this.stats.localDecisions++;
+      const d = this.#spend(k, now);
+      if (!k.inflight && k.tokens < this.#lowWater(k)) this.#lease(k, now);
+      return d;
+    }
+    return new Promise<Decision>((resolve, reject) => {
+      k.waiters.push({ resolve, reject });
+      if (!k.inflight) this.#lease(k, now);
+    });
+  }
+
+  /** Returns unused tokens of leases about to expire. Runs on a timer; tests call it. */
+  sweep(): void {
+    const now = this.#clock.nowMs();
+    const horizon = now + this.#sweepMs * 1.5;
+    while (this.#expiries.size > 0) {
+      const e = this.#expiries.peek() as Expiry;
+      if (e.expiresAt > horizon) break;
+      this.#expiries.dequeue();
+      if (e.key.expiresAt === e.expiresAt) this.#giveBack(e.key, now);
+    }
+  }
+
+  /** Stops the sweep and returns every unused token, waiting at most for the store's deadline. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#sweepTimer);
+    const now = this.#clock.nowMs();
+    const returns: Promise<void>[] = [];
+    for (const [, k] of this.#keys) {
+      const p = this.#giveBack(k, now);
+      if (p) returns.push(p);
+    }
+    await Promise.all(returns);
+  }
+
+  #spend(k: KeyState, now: number): Decision {
+    k.tokens--;
+    k.lastSpendAt = now;
+    const p = k.policy;
+    const remaining = this.#remaining(k, now);
+    return {
+      allowed: true,
+      limit: p.capacity,
+      remaining,
+      resetMs: Math.ceil(((p.capacity - remaining) * 1000) / p.refillPerSec),
+      retryAfterMs: 0,
+      policy: p,
+    };
+  }
+
+  #denial(k: KeyState, now: number): Decision {
+    const p = k.policy;
+    return {
+      allowed: false,
+      limit: p.capacity,
+      remaining: 0,
+      resetMs: Math.ceil((p.capacity * 1000) / p.refillPerSec),
+      retryAfterMs: Math.max(1, Math.ceil(k.deniedUntil - now)),
+      policy: p,
+    };
+  }
+
+  /** Held tokens plus the global bucket as last seen, refilled since: an estimate. */
+  #remaining(k: KeyState, now: number): number {
+    const p = k.policy;
+    const global = k.globalRemaining + ((now - k.globalAt) * p.refillPerSec) / 1000;
+    return Math.max(0, Math.min(p.capacity, Math.floor(k.tokens + global)));
+  }
+
+  /** Tokens ahead of demand worth asking for: the demand over `leaseCoverMs`. */
+  #ahead(k: KeyState): number {
+    if (!(k.intervalMs >= 0)) return 0;
+    const expected = this.#coverMs / Math.max(k.intervalMs, 0.01);
+    return Math.min(this.#maxAhead, Math.floor(expected));
+  }
+
+  /** Refill-ahead threshold: the demand over `refillAheadMs`, for keys warm enough to use a lease. */
+  #lowWater(k: KeyState): number {
+    if (!(k.intervalMs * 2 < this.#ttlMs)) return 0;
+    return Math.min(Math.floor(k.lastGrant / 2), Math.ceil(this.#aheadMs / Math.max(k.intervalMs, 0.01)));
+  }
+
+  #report(k: KeyState, now: number, keep: boolean): LeaseReport | undefined {
+    if (k.grantedAtMs === 0) return undefined;
+    return {
+      grantedAtMs: k.grantedAtMs,
+      registered: k.registered,
+      unused: now < k.expiresAt ? k.tokens : 0,
+      spentAgeMs: Math.max(0, now - k.lastSpendAt),
+      keep,
+    };
+  }
+
+  #lease(k: KeyState, now: number): void {
+    const need = k.waiters.length;
+    const report = this.#report(k, now, true);
+    const unusedAtSend = report?.unused ?? 0;
+    if (now >= k.expiresAt) k.tokens = 0;
+    k.inflight = true;
+    this.stats.leaseCalls++;
+    this.#store
+      .lease(k.id, k.policy, { need, extra: this.#ahead(k), leaseTtlMs: this.#ttlMs, report })
+      .then(
+        (reply) => this.#granted(k, reply, need, now, unusedAtSend),
+        (err: unknown) => this.#failed(k, err),
+      );
+  }
+
+  #granted(k: KeyState, reply: LeaseReply, need: number, sentAt: number, unusedAtSend: number): void {
+    k.inflight = false;
+    const now = this.#clock.nowMs();
+    if (reply.kept) {
+      k.registered = unusedAtSend + reply.granted;
+      k.tokens += reply.granted;
+    } else {
+      k.registered = reply.granted;
+      k.tokens = reply.granted;
+    }
+    k.grantedAtMs = k.registered > 0 ? reply.grantedAtMs : 0;
+    k.expiresAt = sentAt + this.#ttlMs;
+    k.lastGrant = reply.granted;
+    k.globalRemaining = reply.remaining;
+    k.globalAt = now;
+    if (k.registered > 0) this.#expiries.enqueue({ key: k, expiresAt: k.expiresAt });
+
+    while (k.waiters.length > 0 && k.tokens >= 1 && now < k.expiresAt) {
+      (k.waiters.shift() as Waiter).resolve(this.#spend(k, now));
+    }
+    if (reply.granted < need || reply.granted === 0) {
+      // The global bucket is empty for this key: deny here until a token can be had.
+      k.deniedUntil = now + reply.retryAfterMs;
+      for (const w of k.waiters.splice(0)) w.resolve(this.#denial(k, now));
+    } else if (k.waiters.length > 0) {
+      this.#lease(k, now);
+    }
+    if (k.evicted || this.#closed) this.#giveBack(k, now);
+  }
+
+  #failed(k: KeyState, err: unknown): void {
+    k.inflight = false;
+    this.stats.storeFailures++;
+    const error = err instanceof StoreUnavailableError ? err : new StoreUnavailableError(String(err), { cause: err });
+    this.#logStoreFailure((suppressed) =>
+      this.#log.error('global store failed', { error: error.message, client: hashClientId(k.id), suppressed }),
+    );
+    for (const w of k.waiters.splice(0)) w.reject(error);
+  }
+
+  #evicted(k: KeyState, now: number): void {
+    k.evicted = true;
+    if (!k.inflight) this.#giveBack(k, now);
+  }
+
+  /** Gives the key's unused tokens back to the global bucket; failures are dropped and counted. */
+  #giveBack(k: KeyState, now: number): Promise<void> | undefined {
+    if (k.inflight || k.tokens < 1 || now >= k.expiresAt) return undefined;
+    const report = this.#report(k, now, false);
+    k.tokens = 0;
+    k.registered = 0;
+    k.grantedAtMs = 0;
+    k.expiresAt = 0;
+    if (!report) return undefined;
+    this.stats.returnCalls++;
+    return this.#store.lease(k.id, k.policy, { need: 0, extra: 0, leaseTtlMs: this.#ttlMs, report }).then(
+      () => undefined,
+      (err: unknown) => {
+        this.stats.returnFailures++;
+        this.#logReturnFailure((suppressed) =>
+          this.#log.warn('returning unused tokens failed; they come back at the lease deadline', {
+            error: (err as Error).message,
+            suppressed,
+          }),
+        );
+      },
+    );
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * @module main
+ *
+ * `npm start`: reads the config from the environment, serves, and shuts down
+ * gracefully on SIGTERM / SIGINT (stop accepting, finish in-flight requests,
+ * return unused leased tokens, close Redis, exit 0 within 5 s).
+ */
+import { ConfigError, loadConfig } from './config/config.js';
+import { createLogger } from './log/logger.js';
+import { startService } from './service.js';
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig(process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const logger = createLogger(config.logLevel);
+  const svc = await startService(config, { logger });
+  if (svc.store.mode === 'local-only') {
+    logger.warn('REDIS_URL is not set: embedded local-only mode, limits are per process, not shared across nodes');
+  }
+  logger.info('listening', {
+    port: svc.port,
+    mode: svc.store.mode,
+    policy: config.policy,
+    leaseTtlMs: config.leaseTtlMs,
+  });
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info('shutting down', { signal });
+    svc.close(5000).then(
+      () => {
+        logger.info('stopped', { returnCalls: svc.manager.stats.returnCalls });
+        process.exit(0);
+      },
+      (err: unknown) => {
+        logger.error('shutdown failed', { error: (err as Error).message });
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+process.on('unhandledRejection', (reason) => {
+  process.stderr.write(`unhandled rejection: ${String(reason)}\n`);
+});
+
+main().catch((err: unknown) => {
+  process.stderr.write(`failed to start: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});

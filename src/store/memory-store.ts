@@ -1,0 +1,59 @@
+/**
+ * @module store/memory-store
+ *
+ * Global buckets in this process's memory: the embedded local-only mode, where
+ * limits are per process. Runs the same `leaseStep` as the Redis script, with the
+ * injected clock, and drops buckets once they would be full again (like the PX
+ * expiry in Redis), so idle clients cost nothing.
+ */
+import { type BucketPolicy, type GlobalBucketState, type LeaseReply, type LeaseRequest, leaseStep } from '../bucket/global-bucket.js';
+import type { Clock } from '../lease/clock.js';
+import type { GlobalStore } from './global-store.js';
+
+type Stored = { state: GlobalBucketState; expiresAtMs: number };
+
+export class MemoryStore implements GlobalStore {
+  readonly mode = 'local-only' as const;
+  readonly #buckets = new Map<string, Stored>();
+  readonly #clock: Clock;
+  readonly #sweep: NodeJS.Timeout | undefined;
+
+  constructor(options: { clock: Clock; sweepIntervalMs?: number }) {
+    this.#clock = options.clock;
+    const every = options.sweepIntervalMs ?? 10_000;
+    if (every > 0) {
+      this.#sweep = setInterval(() => this.sweep(), every);
+      this.#sweep.unref();
+    }
+  }
+
+  /** How many buckets are held (expired ones go at the next sweep). */
+  get size(): number {
+    return this.#buckets.size;
+  }
+
+  lease(clientId: string, policy: BucketPolicy, req: LeaseRequest): Promise<LeaseReply> {
+    const now = this.#clock.wallMs();
+    const held = this.#buckets.get(clientId);
+    const prev = held && held.expiresAtMs > now ? held.state : undefined;
+    const step = leaseStep(prev, policy, req, now);
+    this.#buckets.set(clientId, { state: step.state, expiresAtMs: now + step.ttlMs });
+    return Promise.resolve(step.reply);
+  }
+
+  /** Drops buckets whose TTL has passed. */
+  sweep(): void {
+    const now = this.#clock.wallMs();
+    for (const [id, held] of this.#buckets) if (held.expiresAtMs <= now) this.#buckets.delete(id);
+  }
+
+  ping(): Promise<boolean> {
+    return Promise.resolve(true);
+  }
+
+  close(): Promise<void> {
+    if (this.#sweep) clearInterval(this.#sweep);
+    this.#buckets.clear();
+    return Promise.resolve();
+  }
+}
