@@ -49,19 +49,27 @@ else
 end
 local now = math.max(nowIn, updated)
 local kept = 0
-
-if leased > 0 and now >= deadline then
-  local d = math.max(deadline, updated)
-  tokens = math.min(cap - leased, tokens + (d - updated) * perMs)
-  tokens = math.min(cap, tokens + (now - d) * perMs)
+local at = updated
+-- Refill up to `to`, capped by what is not leased out.
+local function advance(to)
+  tokens = math.min(cap - leased, tokens + math.max(0, to - at) * perMs)
+  at = math.max(at, to)
+end
+local reportValid = rGrantedAt > 0 and leased > 0 and rGrantedAt >= epoch
+local expired = leased > 0 and now >= deadline
+local dl = math.max(deadline, updated)
+local spendAt = math.min(now, math.max(updated, now - rAge))
+if reportValid and not (expired and spendAt > dl) then
+  advance(spendAt)
+  leased = math.max(0, leased - math.max(0, rRegistered - rUnused))
+end
+if expired then
+  advance(dl)
   leased = 0
   epoch = now
-elseif rGrantedAt > 0 and leased > 0 and rGrantedAt >= epoch then
-  local spent = math.max(0, rRegistered - rUnused)
-  local spendAt = math.min(now, math.max(updated, now - rAge))
-  tokens = math.min(cap - leased, tokens + (spendAt - updated) * perMs)
-  leased = math.max(0, leased - spent)
-  tokens = math.min(cap - leased, tokens + (now - spendAt) * perMs)
+end
+advance(now)
+if reportValid and not expired then
   if rKeep then
     kept = 1
   else
@@ -69,8 +77,6 @@ elseif rGrantedAt > 0 and leased > 0 and rGrantedAt >= epoch then
     leased = leased - back
     tokens = math.min(cap - leased, tokens + back)
   end
-else
-  tokens = math.min(cap - leased, tokens + (now - updated) * perMs)
 end
 tokens = floor6(tokens)
 updated = now

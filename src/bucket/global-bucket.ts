@@ -125,21 +125,30 @@ export function leaseStep(
   // The store clock can step back (failover to a replica): never refill negatively.
   const now = Math.max(nowIn, s.updatedMs);
   let kept = false;
-
-  if (s.leased > 0 && now >= s.leaseDeadlineMs) {
-    // Every outstanding lease has expired: refill capped by them up to the deadline, freely after.
-    const d = Math.max(s.leaseDeadlineMs, s.updatedMs);
-    s.tokens = Math.min(cap - s.leased, s.tokens + (d - s.updatedMs) * perMs);
-    s.tokens = Math.min(cap, s.tokens + (now - d) * perMs);
+  let at = s.updatedMs;
+  // Refill up to `to`, capped by what is not leased out.
+  const advance = (to: number) => {
+    s.tokens = Math.min(cap - s.leased, s.tokens + Math.max(0, to - at) * perMs);
+    at = Math.max(at, to);
+  };
+  const r = req.report;
+  const reportValid = r !== undefined && s.leased > 0 && r.grantedAtMs >= s.epochMs;
+  const expired = s.leased > 0 && now >= s.leaseDeadlineMs;
+  const deadline = Math.max(s.leaseDeadlineMs, s.updatedMs);
+  const spendAt = r ? Math.min(now, Math.max(s.updatedMs, now - r.spentAgeMs)) : now;
+  if (r && reportValid && !(expired && spendAt > deadline)) {
+    // The reported spends happened no later than spendAt: from then on they no longer hold refill back.
+    advance(spendAt);
+    s.leased = Math.max(0, s.leased - Math.max(0, r.registered - r.unused));
+  }
+  if (expired) {
+    // Every outstanding lease is dead: nothing holds refill back after the deadline.
+    advance(deadline);
     s.leased = 0;
     s.epochMs = now;
-  } else if (req.report && s.leased > 0 && req.report.grantedAtMs >= s.epochMs) {
-    const r = req.report;
-    const spent = Math.max(0, r.registered - r.unused);
-    const spendAt = Math.min(now, Math.max(s.updatedMs, now - r.spentAgeMs));
-    s.tokens = Math.min(cap - s.leased, s.tokens + (spendAt - s.updatedMs) * perMs);
-    s.leased = Math.max(0, s.leased - spent);
-    s.tokens = Math.min(cap - s.leased, s.tokens + (now - spendAt) * perMs);
+  }
+  advance(now);
+  if (r && reportValid && !expired) {
     if (r.keep) {
       kept = true;
     } else {
@@ -147,8 +156,6 @@ export function leaseStep(
       s.leased -= back;
       s.tokens = Math.min(cap - s.leased, s.tokens + back);
     }
-  } else {
-    s.tokens = Math.min(cap - s.leased, s.tokens + (now - s.updatedMs) * perMs);
   }
   s.tokens = floor6(s.tokens);
   s.updatedMs = now;

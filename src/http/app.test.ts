@@ -1,0 +1,140 @@
+import { parseList } from 'structured-headers';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FakeClock } from '../lease/clock.js';
+import { LeaseManager, type Policy } from '../lease/lease-manager.js';
+import { silentLogger } from '../log/logger.js';
+import { StoreUnavailableError } from '../store/global-store.js';
+import { MemoryStore } from '../store/memory-store.js';
+import { createApp } from './app.js';
+import { createMiddleware } from './rate-limit-middleware.js';
+
+const policy: Policy = { name: 'default', capacity: 40, refillPerSec: 10 };
+const closers: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of closers.splice(0)) await c();
+});
+
+function makeApp() {
+  const clock = new FakeClock();
+  const store = new MemoryStore({ clock, sweepIntervalMs: 0 });
+  const manager = new LeaseManager({ store, clock, logger: silentLogger(), maxKeys: 100, leaseTtlMs: 1000, maxLeaseTokens: 20 });
+  closers.push(() => manager.close());
+  return { clock, app: createApp({ limiter: manager, store, policy, logger: silentLogger() }) };
+}
+const get = (app: ReturnType<typeof makeApp>['app'], key?: string) =>
+  app.request('/resource', { headers: key === undefined ? {} : { 'X-API-Key': key } });
+
+describe('GET /resource', () => {
+  it('200 with JSON and every rate-limit header', async () => {
+    const { app } = makeApp();
+    const res = await get(app, 'alice');
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ ok: true, rate_limit: { limit: 40, remaining: 39 } });
+    expect(res.headers.get('RateLimit-Policy')).toBe('"default";q=40;w=4');
+    const [item] = parseList(res.headers.get('RateLimit') as string);
+    expect(item?.[0]).toBe('default');
+    expect(Object.fromEntries(item?.[1] ?? [])).toEqual({ r: 39, t: 1 });
+    expect(res.headers.get('X-RateLimit-Limit')).toBe('40');
+    expect(res.headers.get('X-RateLimit-Remaining')).toBe('39');
+    expect(res.headers.get('X-RateLimit-Reset')).toBe('1');
+  });
+
+  it('429 with retry_after_ms and Retry-After in whole seconds, never 0, never early', async () => {
+    const { app } = makeApp();
+    for (let i = 0; i < 40; i++) expect((await get(app, 'bob')).status).toBe(200);
+    const res = await get(app, 'bob');
+    expect(res.status).toBe(429);
+    const body = (await res.json()) as { detail: string; retry_after_ms: number };
+    expect(body.detail).toBe('Too Many Requests');
+    expect(body.retry_after_ms).toBeGreaterThan(0);
+    expect(body.retry_after_ms).toBeLessThanOrEqual(100);
+    const retryAfter = Number(res.headers.get('Retry-After'));
+    expect(retryAfter).toBe(1);
+    expect(retryAfter * 1000).toBeGreaterThanOrEqual(body.retry_after_ms);
+    expect(res.headers.get('RateLimit')).toBe('"default";r=0;t=4');
+    expect(res.headers.get('RateLimit-Policy')).toBe('"default";q=40;w=4');
+    expect(res.headers.get('X-RateLimit-Remaining')).toBe('0');
+  });
+
+  it('limits each API key separately', async () => {
+    const { app } = makeApp();
+    for (let i = 0; i < 41; i++) await get(app, 'carol');
+    expect((await get(app, 'carol')).status).toBe(429);
+    expect((await get(app, 'dave')).status).toBe(200);
+  });
+
+  it.each([
+    ['missing', undefined, 401],
+    ['empty', '', 401],
+    ['257 bytes', 'x'.repeat(257), 400],
+    ['a control character', 'ab\tc', 400],
+    ['DEL', 'ab\x7f', 400],
+  ])('rejects a key that is %s with a JSON %i and changes nothing', async (_name, key, status) => {
+    const { app } = makeApp();
+    const res = await get(app, key);
+    expect(res.status).toBe(status);
+    expect(res.headers.get('content-type')).toContain('application/json');
+    expect(((await res.json()) as { detail: string }).detail).toBeTruthy();
+    expect(res.headers.get('RateLimit')).toBeNull();
+  });
+
+  it('accepts a key of exactly 256 bytes', async () => {
+    const { app } = makeApp();
+    expect((await get(app, 'k'.repeat(256))).status).toBe(200);
+  });
+
+  it('503 JSON with Retry-After when the global store fails', async () => {
+    const failing = { check: () => Promise.reject(new StoreUnavailableError('redis down')) };
+    const app = createApp({ limiter: failing, store: { mode: 'global', ping: async () => false }, policy, logger: silentLogger() });
+    const res = await get(app, 'erin');
+    expect(res.status).toBe(503);
+    expect(res.headers.get('Retry-After')).toBe('1');
+    expect(await res.json()).toEqual({ detail: 'Rate limiter unavailable' });
+  });
+});
+
+describe('GET /health and the rest', () => {
+  it('reports the mode and Redis, and is never limited', async () => {
+    const { app } = makeApp();
+    for (let i = 0; i < 100; i++) {
+      const res = await app.request('/health');
+      expect(res.status).toBe(200);
+    }
+    expect(await (await app.request('/health')).json()).toEqual({ status: 'ok', mode: 'local-only', redis: 'not used' });
+  });
+
+  it('answers unknown routes with JSON 404', async () => {
+    const { app } = makeApp();
+    const res = await app.request('/nope');
+    expect(res.status).toBe(404);
+    expect(await res.json()).toEqual({ detail: 'Not Found' });
+  });
+});
+
+describe('createMiddleware in any Hono app', () => {
+  it('sets the typed rateLimit variable and takes a per-request policy', async () => {
+    const { Hono } = await import('hono');
+    const clock = new FakeClock();
+    const manager = new LeaseManager({
+      store: new MemoryStore({ clock, sweepIntervalMs: 0 }),
+      clock,
+      logger: silentLogger(),
+      maxKeys: 10,
+      leaseTtlMs: 1000,
+      maxLeaseTokens: 5,
+    });
+    closers.push(() => manager.close());
+    const tiny: Policy = { name: 'tiny', capacity: 2, refillPerSec: 1 };
+    const app = new Hono<import('./rate-limit-middleware.js').RateLimitEnv>();
+    app.use('*', createMiddleware({ limiter: manager, policy: () => tiny, keyHeader: 'Authorization' }));
+    app.get('/x', (c) => c.json(c.get('rateLimit')));
+    const call = () => app.request('/x', { headers: { Authorization: 'token-1' } });
+    expect(await (await call()).json()).toEqual({ policy: 'tiny', limit: 2, remaining: 1, reset: 1 });
+    await call();
+    expect((await call()).status).toBe(429);
+  });
+
+  it('throws at construction on a bad limiter', () => {
+    expect(() => createMiddleware({ limiter: {} as never, policy })).toThrow(TypeError);
+  });
+});

@@ -1,0 +1,196 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import type { BucketPolicy, LeaseReply, LeaseRequest } from '../bucket/global-bucket.js';
+import { silentLogger } from '../log/logger.js';
+import { type GlobalStore, StoreUnavailableError } from '../store/global-store.js';
+import { MemoryStore } from '../store/memory-store.js';
+import { FakeClock } from './clock.js';
+import { type Decision, LeaseManager, type LeaseManagerOptions, type Policy } from './lease-manager.js';
+
+const policy: Policy = { name: 'default', capacity: 40, refillPerSec: 10 };
+
+/** Wraps a store to count calls and, on demand, fail them. */
+class SpyStore implements GlobalStore {
+  readonly mode = 'local-only' as const;
+  calls: LeaseRequest[] = [];
+  failing = false;
+  constructor(readonly inner: GlobalStore) {}
+  lease(id: string, p: BucketPolicy, req: LeaseRequest): Promise<LeaseReply> {
+    this.calls.push(req);
+    if (this.failing) return Promise.reject(new StoreUnavailableError('down'));
+    return this.inner.lease(id, p, req);
+  }
+  ping() {
+    return Promise.resolve(!this.failing);
+  }
+  close() {
+    return this.inner.close();
+  }
+}
+
+const managers: LeaseManager[] = [];
+function setup(overrides: Partial<LeaseManagerOptions> = {}, shared?: { clock: FakeClock; store: SpyStore }) {
+  const clock = shared?.clock ?? new FakeClock();
+  const store = shared?.store ?? new SpyStore(new MemoryStore({ clock, sweepIntervalMs: 0 }));
+  const manager = new LeaseManager({
+    store,
+    clock,
+    logger: silentLogger(),
+    maxKeys: 1000,
+    leaseTtlMs: 1000,
+    maxLeaseTokens: 20,
+    ...overrides,
+  });
+  managers.push(manager);
+  return { clock, store, manager };
+}
+
+afterEach(async () => {
+  for (const m of managers.splice(0)) await m.close();
+});
+
+async function burst(m: LeaseManager, n: number, key = 'k', p: Policy = policy): Promise<Decision[]> {
+  return Promise.all(Array.from({ length: n }, () => m.check(key, p)));
+}
+const allowed = (ds: Decision[]) => ds.filter((d) => d.allowed).length;
+
+describe('LeaseManager on one node', () => {
+  it('admits exactly the capacity of a simultaneous burst, then the refill', async () => {
+    const { clock, store, manager } = setup();
+    expect(allowed(await burst(manager, 50))).toBe(40);
+    expect(store.calls.length).toBeLessThanOrEqual(3);
+    clock.advance(1000);
+    expect(allowed(await burst(manager, 50))).toBe(10);
+  });
+
+  it('shares one lease call among requests that arrive while it is in flight', async () => {
+    const { store, manager } = setup();
+    const pending = Array.from({ length: 10 }, () => manager.check('k', policy));
+    expect(store.calls.length).toBe(1);
+    await Promise.all(pending);
+  });
+
+  it('denies locally until the retry time, without asking the store', async () => {
+    const { clock, store, manager } = setup();
+    await burst(manager, 41);
+    const calls = store.calls.length;
+    const d = (await manager.check('k', policy)) as Decision;
+    expect(d.allowed).toBe(false);
+    expect(d.retryAfterMs).toBeGreaterThan(0);
+    expect(d.retryAfterMs).toBeLessThanOrEqual(100);
+    for (let i = 0; i < 100; i++) expect(manager.check('k', policy)).toMatchObject({ allowed: false });
+    expect(store.calls.length).toBe(calls);
+    clock.advance(d.retryAfterMs);
+    expect(await manager.check('k', policy)).toMatchObject({ allowed: true });
+  });
+
+  it('serves a steady key from memory: few store calls, requests rarely wait', async () => {
+    const fast: Policy = { name: 'fast', capacity: 1000, refillPerSec: 1000 };
+    const { clock, store, manager } = setup({ leaseTtlMs: 2000 });
+    let waited = 0;
+    for (let i = 0; i < 2000; i++) {
+      clock.advance(2); // 500 req/s, half the refill
+      const r = manager.check('hot', fast);
+      if (r instanceof Promise) {
+        waited++;
+        expect((await r).allowed).toBe(true);
+      } else {
+        expect(r.allowed).toBe(true);
+        await Promise.resolve(); // let a refill-ahead reply land, as the event loop would
+      }
+    }
+    expect(store.calls.length).toBeLessThan(200);
+    expect(waited).toBeLessThan(20);
+  });
+
+  it('sizes leases from the observed rate, and asks nothing ahead for a cold key', async () => {
+    const { clock, store, manager } = setup();
+    await manager.check('cold', policy);
+    expect(store.calls[0]).toMatchObject({ need: 1, extra: 0 });
+    for (let i = 0; i < 5; i++) {
+      clock.advance(20);
+      await manager.check('warm', policy);
+    }
+    expect(Math.max(...store.calls.map((c) => c.extra))).toBeGreaterThan(0);
+  });
+
+  it('rejects every waiter with StoreUnavailableError when the store fails, and recovers', async () => {
+    const { store, manager } = setup();
+    store.failing = true;
+    const results = await Promise.allSettled(Array.from({ length: 5 }, () => manager.check('k', policy)));
+    expect(results.every((r) => r.status === 'rejected' && r.reason instanceof StoreUnavailableError)).toBe(true);
+    expect(manager.stats.storeFailures).toBe(1);
+    store.failing = false;
+    expect(await manager.check('k', policy)).toMatchObject({ allowed: true });
+  });
+});
+
+describe('LeaseManager returns unused tokens', () => {
+  const slow: Policy = { name: 'slow', capacity: 40, refillPerSec: 1 };
+  async function leaseSome(manager: LeaseManager, clock: FakeClock) {
+    // A warm key gets a lease with tokens ahead of demand.
+    for (let i = 0; i < 4; i++) {
+      clock.advance(10);
+      await manager.check('k', slow);
+    }
+  }
+
+  it('before the lease expires (sweep)', async () => {
+    const { clock, store, manager } = setup();
+    await leaseSome(manager, clock);
+    const returns = () => store.calls.filter((c) => c.report && !c.report.keep);
+    clock.advance(200);
+    manager.sweep();
+    expect(returns()).toHaveLength(0); // not yet near expiry
+    clock.advance(700);
+    manager.sweep();
+    expect(returns()).toHaveLength(1);
+    expect(returns()[0]?.report?.unused).toBeGreaterThan(0);
+    // Given back: another node sharing the store gets the capacity minus what was spent
+    // (plus 0.9 token of refill since), not minus what the first node still held.
+    const other = setup({}, { clock, store });
+    expect(allowed(await burst(other.manager, 60, 'k', slow))).toBe(36);
+  });
+
+  it('when the key is evicted from the LRU', async () => {
+    const { clock, store, manager } = setup({ maxKeys: 2 });
+    await leaseSome(manager, clock);
+    await manager.check('b', policy);
+    await manager.check('c', policy); // evicts 'k'
+    expect(store.calls.some((c) => c.report && !c.report.keep)).toBe(true);
+    expect(manager.size).toBe(2);
+  });
+
+  it('on close', async () => {
+    const { clock, store, manager } = setup();
+    await leaseSome(manager, clock);
+    await manager.close();
+    const back = store.calls.filter((c) => c.report && !c.report.keep);
+    expect(back).toHaveLength(1);
+    expect(manager.stats.returnCalls).toBe(1);
+  });
+
+  it('drops and counts a return that fails', async () => {
+    const { clock, store, manager } = setup();
+    await leaseSome(manager, clock);
+    store.failing = true;
+    await manager.close();
+    expect(manager.stats.returnFailures).toBe(1);
+  });
+});
+
+describe('LeaseManager across two nodes sharing a store', () => {
+  it('never admits more than the capacity of an interleaved burst, and strands at most 2 tokens', async () => {
+    const clock = new FakeClock();
+    const store = new SpyStore(new MemoryStore({ clock, sweepIntervalMs: 0 }));
+    const a = setup({}, { clock, store }).manager;
+    const b = setup({}, { clock, store }).manager;
+    const results: Decision[] = [];
+    for (let i = 0; i < 50; i++) {
+      clock.advance(1);
+      results.push(await (i % 2 === 0 ? a : b).check('k', policy));
+    }
+    const n = allowed(results);
+    expect(n).toBeLessThanOrEqual(40 + 5); // 50 ms of refill: 0.5 token
+    expect(n).toBeGreaterThanOrEqual(40 - 2);
+  });
+});
