@@ -58,6 +58,8 @@ export function createService(config: Config, deps: { logger: Logger; clock?: Cl
 /** Creates the service and listens on `config.port` (0 picks a free port). */
 export async function startService(config: Config, deps: { logger: Logger; clock?: Clock }): Promise<ListeningService> {
   const svc = createService(config, deps);
+  // Wait briefly for Redis so the first requests are not refused; start anyway if it is away.
+  if (!(await svc.store.ready(2000))) deps.logger.error('Redis is not answering at start-up; requests get 503 until it does');
   const { server, port } = await new Promise<{ server: ServerType; port: number }>((resolve, reject) => {
     const s = serve({ fetch: svc.app.fetch, port: config.port, hostname: config.host }, (info) =>
       resolve({ server: s, port: info.port }),

@@ -19,6 +19,9 @@ class SpyStore implements GlobalStore {
     if (this.failing) return Promise.reject(new StoreUnavailableError('down'));
     return this.inner.lease(id, p, req);
   }
+  ready() {
+    return Promise.resolve(true);
+  }
   ping() {
     return Promise.resolve(!this.failing);
   }

@@ -15,6 +15,8 @@ export interface GlobalStore {
    * Rejects with `StoreUnavailableError` when the store cannot answer in time.
    */
   lease(clientId: string, policy: BucketPolicy, req: LeaseRequest): Promise<LeaseReply>;
+  /** Resolves true once the store can take commands, false if it cannot within `timeoutMs`. */
+  ready(timeoutMs: number): Promise<boolean>;
   /** Whether the store answers right now (bounded by the store's deadline). */
   ping(): Promise<boolean>;
   close(): Promise<void>;

@@ -47,6 +47,10 @@ export class MemoryStore implements GlobalStore {
     for (const [id, held] of this.#buckets) if (held.expiresAtMs <= now) this.#buckets.delete(id);
   }
 
+  ready(): Promise<boolean> {
+    return Promise.resolve(true);
+  }
+
   ping(): Promise<boolean> {
     return Promise.resolve(true);
   }

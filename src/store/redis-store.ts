@@ -83,6 +83,20 @@ export class RedisStore implements GlobalStore {
     return parseLeaseReply(raw);
   }
 
+  ready(timeoutMs: number): Promise<boolean> {
+    if (this.redis.status === 'ready') return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        this.redis.off('ready', onReady);
+        resolve(ok);
+      };
+      const onReady = () => done(true);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      this.redis.on('ready', onReady);
+    });
+  }
+
   async ping(): Promise<boolean> {
     if (this.redis.status !== 'ready') return false;
     try {
