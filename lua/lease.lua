@@ -16,7 +16,7 @@ ARGV[9]  report: ms since the node's last spend of it
 ARGV[10] report: 1 keep the unused tokens (renewal), 0 give them back
 
 Reply: { granted, kept (0/1), grantedAt (ms, Redis TIME), remaining (whole tokens),
-         retryAfterMs (when granted < need or granted == 0), fullInMs }
+         retryAfterMs (ms until a whole token is back, when less than one is left; else 0), fullInMs }
 
 State: one string "tokens updatedMs leased deadline-updatedMs updatedMs-epoch",
 stored with PX so an idle bucket disappears once it would be full again.
@@ -95,7 +95,7 @@ if granted > 0 then
 end
 
 local retry = 0
-if granted < need or granted == 0 then
+if tokens < 1 then
   if perMs > 0 then retry = math.ceil((1 - tokens) / perMs) else retry = 9007199254740991 end
   local own = granted
   if kept == 1 then own = own + rUnused end

@@ -85,7 +85,7 @@ export type LeaseReply = {
   grantedAtMs: number;
   /** Whole tokens left in the global bucket after the grant. */
   remaining: number;
-  /** When `granted < need` or nothing was granted: ms until one more token could be granted. */
+  /** When less than one whole token is left after the grant: ms until one is back; else 0. */
   retryAfterMs: number;
   /** ms until the global bucket (plus leases) would be full again if nothing were spent. */
   fullInMs: number;
@@ -176,7 +176,7 @@ export function leaseStep(
   }
 
   let retryAfterMs = 0;
-  if (granted < req.need || granted === 0) {
+  if (s.tokens < 1) {
     retryAfterMs = perMs > 0 ? Math.ceil((1 - s.tokens) / perMs) : Number.MAX_SAFE_INTEGER;
     // The asking node reports its own spends when it asks again, so only other nodes'
     // leases can hold refill back; those free it at the latest by the deadline.

@@ -48,7 +48,7 @@ const schema = z.object({
     .regex(/^[\x20-\x21\x23-\x5b\x5d-\x7e]{1,64}$/, '1 to 64 printable ASCII characters without " or \\')
     .default('default'),
   LOCAL_MAX_KEYS: int(1, 10_000_000).default(100_000),
-  LEASE_TTL_MS: int(10, 600_000).default(5000),
+  LEASE_TTL_MS: int(10, 600_000).default(10_000),
   LEASE_MAX_TOKENS: int(0, 1_000_000).default(20),
   LOG_LEVEL: z.enum(['error', 'warn', 'info', 'debug'], { error: 'one of error, warn, info, debug' }).default('info'),
 });

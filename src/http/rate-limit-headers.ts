@@ -11,7 +11,7 @@
  *   where Reset is the same as `t`: seconds from now (not an epoch time) until
  *   the bucket is full again.
  */
-import { serializeList } from 'structured-headers';
+import { serializeList, serializeString } from 'structured-headers';
 import type { Decision, Policy } from '../lease/lease-manager.js';
 
 const policyHeaders = new WeakMap<Policy, string>();
@@ -40,17 +40,20 @@ export function resetSeconds(d: Decision): number {
   return Math.ceil(d.resetMs / 1000);
 }
 
-/** `"name";r=remaining;t=seconds-until-full`. */
+const policyNames = new WeakMap<Policy, string>();
+
+/**
+ * `"name";r=remaining;t=seconds-until-full`. Runs on every request, so only the
+ * name goes through the serializer (once per policy, which also validates it);
+ * `r` and `t` are non-negative integers, whose sf-integer form is their decimal.
+ */
 export function rateLimitHeader(d: Decision): string {
-  return serializeList([
-    [
-      d.policy.name,
-      new Map([
-        ['r', d.remaining],
-        ['t', resetSeconds(d)],
-      ]),
-    ],
-  ]);
+  let name = policyNames.get(d.policy);
+  if (name === undefined) {
+    name = serializeString(d.policy.name);
+    policyNames.set(d.policy, name);
+  }
+  return `${name};r=${Math.max(0, Math.floor(d.remaining))};t=${resetSeconds(d)}`;
 }
 
 /** Retry-After in whole seconds: rounded up, never 0, never before a token is back. */

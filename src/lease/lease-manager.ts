@@ -18,8 +18,9 @@
  * - Refill-ahead: once a warm key's held tokens fall below what it spends in
  *   `refillAheadMs`, a background call fetches the next lease (reporting the
  *   current one and keeping its unused tokens), so requests do not wait.
- * - When the store denies, the key is denied here until the retry time the store
- *   computed, with no store call.
+ * - When the store reports its bucket empty (it denied, or granted its last
+ *   tokens), the key is denied here, once its held tokens are spent, until the
+ *   time the store computed for the next token: no store call meanwhile.
  * - A lease dies `leaseTtlMs` after its request was sent. Shortly before that, a
  *   sweep returns its unused tokens; eviction from the LRU and `close()` do too.
  *   A failed return is dropped and counted: Redis frees the tokens at the lease
@@ -59,7 +60,7 @@ export type LeaseManagerOptions = {
   leaseTtlMs: number;
   /** Most tokens a lease asks for ahead of demand. */
   maxLeaseTokens: number;
-  /** How much demand (in ms at the observed rate) a lease tries to cover. Default leaseTtlMs / 2. */
+  /** How much demand (in ms at the observed rate) a lease tries to cover. Default 0.8 × leaseTtlMs. */
   leaseCoverMs?: number;
   /** Fetch the next lease when held tokens cover less than this much demand. Default 50. */
   refillAheadMs?: number;
@@ -140,7 +141,7 @@ export class LeaseManager {
     this.#keys = new LRUMap(options.maxKeys);
     this.#ttlMs = options.leaseTtlMs;
     this.#maxAhead = options.maxLeaseTokens;
-    this.#coverMs = options.leaseCoverMs ?? options.leaseTtlMs / 2;
+    this.#coverMs = options.leaseCoverMs ?? options.leaseTtlMs * 0.8;
     this.#aheadMs = options.refillAheadMs ?? 50;
     this.#sweepMs = options.sweepIntervalMs ?? Math.min(1000, options.leaseTtlMs / 4);
     this.#sweepTimer = setInterval(() => this.sweep(), this.#sweepMs);
@@ -172,15 +173,15 @@ export class LeaseManager {
     if (dt >= 0) k.intervalMs = Number.isNaN(k.intervalMs) ? dt : k.intervalMs * 0.8 + dt * 0.2;
     k.lastArrival = now;
 
-    if (k.deniedUntil > now) {
-      this.stats.localDecisions++;
-      return this.#denial(k, now);
-    }
     if (k.tokens >= 1 && now < k.expiresAt) {
       this.stats.localDecisions++;
       const d = this.#spend(k, now);
-      if (!k.inflight && k.tokens < this.#lowWater(k)) this.#lease(k, now);
+      if (!k.inflight && k.deniedUntil <= now && k.tokens < this.#lowWater(k)) this.#lease(k, now);
       return d;
+    }
+    if (k.deniedUntil > now) {
+      this.stats.localDecisions++;
+      return this.#denial(k, now);
     }
     return new Promise<Decision>((resolve, reject) => {
       k.waiters.push({ resolve, reject });
@@ -307,9 +308,10 @@ export class LeaseManager {
     while (k.waiters.length > 0 && k.tokens >= 1 && now < k.expiresAt) {
       (k.waiters.shift() as Waiter).resolve(this.#spend(k, now));
     }
-    if (reply.granted < need || reply.granted === 0) {
-      // The global bucket is empty for this key: deny here until a token can be had.
-      k.deniedUntil = now + reply.retryAfterMs;
+    // The global bucket has no whole token left: once the held ones are spent, deny here
+    // until one is back, without asking.
+    if (reply.retryAfterMs > 0) k.deniedUntil = now + reply.retryAfterMs;
+    if (reply.granted < need) {
       for (const w of k.waiters.splice(0)) w.resolve(this.#denial(k, now));
     } else if (k.waiters.length > 0) {
       this.#lease(k, now);

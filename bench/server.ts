@@ -1,0 +1,50 @@
+/**
+ * A benchmark target: one HTTP server process serving GET /resource through one
+ * of the systems compared. Runs as a child of `bench/run.ts`, so the load
+ * generator and the server do not share an event loop.
+ *
+ *   BENCH_SYSTEM=none|tandem|tandem-local  PORT=...  REDIS_URL=...
+ *
+ * Prints `ready <port>` once listening. `GET /__bench/stats` gives the process's
+ * RSS, peak RSS and the limiter's counters.
+ */
+import { serve } from '@hono/node-server';
+import { Hono } from 'hono';
+import { loadConfig } from '../src/config/config.js';
+import { silentLogger } from '../src/log/logger.js';
+import { createService } from '../src/service.js';
+
+const system = process.env.BENCH_SYSTEM ?? 'none';
+const port = Number(process.env.PORT ?? 0);
+
+type Target = { app: Hono; stats: () => Record<string, unknown> };
+
+function build(): Target {
+  if (system === 'none') {
+    // The ceiling: the same route and body shape, no limiter.
+    const app = new Hono();
+    app.get('/resource', (c) => c.json({ ok: true, rate_limit: null }));
+    return { app, stats: () => ({}) };
+  }
+  if (system === 'tandem' || system === 'tandem-local') {
+    const env = system === 'tandem' ? { REDIS_URL: process.env.REDIS_URL } : {};
+    const svc = createService(loadConfig({ ...env, LEASE_TTL_MS: process.env.LEASE_TTL_MS }), { logger: silentLogger() });
+    void svc.store.ready(5000);
+    return {
+      app: svc.app as unknown as Hono,
+      stats: () => ({ localKeys: svc.manager.size, ...svc.manager.stats }),
+    };
+  }
+  throw new Error(`unknown BENCH_SYSTEM ${system}`);
+}
+
+const target = build();
+const outer = new Hono();
+outer.get('/__bench/stats', (c) =>
+  c.json({ system, cpuMicros: (() => { const u = process.cpuUsage(); return u.user + u.system; })(), rssBytes: process.memoryUsage().rss, maxRssBytes: process.resourceUsage().maxRSS * 1024, ...target.stats() }),
+);
+outer.route('/', target.app);
+const server = serve({ fetch: outer.fetch, port, hostname: '127.0.0.1' }, (info) => {
+  process.stdout.write(`ready ${info.port}\n`);
+});
+process.on('SIGTERM', () => server.close(() => process.exit(0)));
