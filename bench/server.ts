@@ -29,7 +29,7 @@ function build(): Target {
   if (system === 'tandem' || system === 'tandem-local') {
     const env = system === 'tandem' ? { REDIS_URL: process.env.REDIS_URL } : {};
     const svc = createService(loadConfig({ ...env, LEASE_TTL_MS: process.env.LEASE_TTL_MS }), { logger: silentLogger() });
-    void svc.store.ready(5000);
+    void svc.start(5000);
     return {
       app: svc.app as unknown as Hono,
       stats: () => ({ localKeys: svc.manager.size, ...svc.manager.stats }),

@@ -3,7 +3,8 @@
  *
  * `npm start`: reads the config from the environment, serves, and shuts down
  * gracefully on SIGTERM / SIGINT (stop accepting, finish in-flight requests,
- * return unused leased tokens, close Redis, exit 0 within 5 s).
+ * return unused leased tokens, leave the fleet, close Redis, exit 0 within
+ * SHUTDOWN_TIMEOUT_MS, default 5 s).
  */
 import { ConfigError, loadConfig } from './config/config.js';
 import { createLogger } from './log/logger.js';
@@ -27,7 +28,8 @@ async function main(): Promise<void> {
   }
   logger.info('listening', {
     port: svc.port,
-    mode: svc.store.mode,
+    mode: svc.store.mode === 'local-only' ? 'local-only' : svc.breaker.isOpen ? 'degraded' : 'global',
+    degradedMode: config.degradedMode,
     policy: config.policy,
     leaseTtlMs: config.leaseTtlMs,
   });
@@ -37,7 +39,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info('shutting down', { signal });
-    svc.close(5000).then(
+    svc.close(config.shutdownTimeoutMs).then(
       () => {
         logger.info('stopped', { returnCalls: svc.manager.stats.returnCalls });
         process.exit(0);

@@ -32,7 +32,7 @@ export async function startServer(system: string, env: Record<string, string | u
     proc,
     stats: async () => (await (await fetch(`${url}/__bench/stats`)).json()) as Record<string, number | string>,
     stop: async () => {
-      if (proc.exitCode !== null) return;
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
       const exited = new Promise((r) => proc.once('exit', r));
       proc.kill('SIGTERM');
       const t = setTimeout(() => proc.kill('SIGKILL'), 5000);

@@ -36,7 +36,14 @@ const schema = z.object({
   PORT: int(0, 65535).default(8080),
   HOST: z.string().trim().min(1, 'a host name or address to listen on').default('0.0.0.0'),
   REDIS_URL: redisUrl.optional(),
+  REDIS_CLUSTER_NODES: z
+    .string()
+    .trim()
+    .regex(/^[^\s,:]+:\d{1,5}(,[^\s,:]+:\d{1,5})*$/, 'a comma-separated list of host:port, e.g. 10.0.0.1:7000,10.0.0.2:7000')
+    .optional(),
   REDIS_TIMEOUT_MS: int(1, 60_000).default(100),
+  DEGRADED_MODE: z.enum(['local', 'open', 'closed'], { error: 'one of local, open, closed' }).default('local'),
+  SHUTDOWN_TIMEOUT_MS: int(0, 600_000).default(5000),
   REDIS_KEY_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9:_.-]{0,32}$/, 'up to 32 characters from A-Z a-z 0-9 : _ . -')
@@ -57,7 +64,10 @@ export type Config = Readonly<{
   port: number;
   host: string;
   redisUrl: string | undefined;
+  redisClusterNodes: { host: string; port: number }[] | undefined;
   redisTimeoutMs: number;
+  degradedMode: 'local' | 'open' | 'closed';
+  shutdownTimeoutMs: number;
   redisKeyPrefix: string;
   policy: Readonly<{ name: string; capacity: number; refillPerSec: number }>;
   localMaxKeys: number;
@@ -89,7 +99,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     port: c.PORT,
     host: c.HOST,
     redisUrl: c.REDIS_URL,
+    redisClusterNodes: c.REDIS_CLUSTER_NODES?.split(',').map((hp) => {
+      const i = hp.lastIndexOf(':');
+      return { host: hp.slice(0, i), port: Number(hp.slice(i + 1)) };
+    }),
     redisTimeoutMs: c.REDIS_TIMEOUT_MS,
+    degradedMode: c.DEGRADED_MODE,
+    shutdownTimeoutMs: c.SHUTDOWN_TIMEOUT_MS,
     redisKeyPrefix: c.REDIS_KEY_PREFIX,
     policy: Object.freeze({ name: c.RATE_LIMIT_POLICY_NAME, capacity: c.RATE_LIMIT_CAPACITY, refillPerSec: c.RATE_LIMIT_REFILL_PER_SEC }),
     localMaxKeys: c.LOCAL_MAX_KEYS,

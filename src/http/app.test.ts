@@ -19,7 +19,8 @@ function makeApp() {
   const store = new MemoryStore({ clock, sweepIntervalMs: 0 });
   const manager = new LeaseManager({ store, clock, logger: silentLogger(), maxKeys: 100, leaseTtlMs: 1000, maxLeaseTokens: 20 });
   closers.push(() => manager.close());
-  return { clock, app: createApp({ limiter: manager, store, policy, logger: silentLogger() }) };
+  const health = async () => ({ status: 'ok' as const, mode: 'local-only' as const, redis: 'not used' as const });
+  return { clock, app: createApp({ limiter: manager, health, policy, logger: silentLogger() }) };
 }
 const get = (app: ReturnType<typeof makeApp>['app'], key?: string) =>
   app.request('/resource', { headers: key === undefined ? {} : { 'X-API-Key': key } });
@@ -85,7 +86,8 @@ describe('GET /resource', () => {
 
   it('503 JSON with Retry-After when the global store fails', async () => {
     const failing = { check: () => Promise.reject(new StoreUnavailableError('redis down')) };
-    const app = createApp({ limiter: failing, store: { mode: 'global', ping: async () => false }, policy, logger: silentLogger() });
+    const health = async () => ({ status: 'ok' as const, mode: 'degraded' as const, redis: 'down' as const });
+    const app = createApp({ limiter: failing, health, policy, logger: silentLogger() });
     const res = await get(app, 'erin');
     expect(res.status).toBe(503);
     expect(res.headers.get('Retry-After')).toBe('1');

@@ -5,15 +5,23 @@
  * never limited. Unknown routes and unexpected errors answer JSON, never HTML.
  */
 import { Hono } from 'hono';
+import type { Policy } from '../lease/lease-manager.js';
+import type { Logger } from '../log/logger.js';
 import type { Limiter, RateLimitEnv } from './rate-limit-middleware.js';
 import { createMiddleware } from './rate-limit-middleware.js';
-import type { Policy } from '../lease/lease-manager.js';
-import type { GlobalStore } from '../store/global-store.js';
-import type { Logger } from '../log/logger.js';
+
+/** What GET /health reports. */
+export type HealthReport = {
+  status: 'ok';
+  /** `global`: deciding with Redis; `degraded`: Redis away, deciding in memory; `local-only`: no Redis configured. */
+  mode: 'global' | 'degraded' | 'local-only';
+  redis: 'up' | 'down' | 'not used';
+  [more: string]: unknown;
+};
 
 export type AppDeps = {
   limiter: Limiter;
-  store: Pick<GlobalStore, 'mode' | 'ping'>;
+  health: () => Promise<HealthReport>;
   policy: Policy;
   logger: Logger;
 };
@@ -21,11 +29,7 @@ export type AppDeps = {
 export function createApp(deps: AppDeps): Hono<RateLimitEnv> {
   const app = new Hono<RateLimitEnv>();
 
-  app.get('/health', async (c) => {
-    const mode = deps.store.mode;
-    const redis = mode === 'global' ? ((await deps.store.ping()) ? 'up' : 'down') : 'not used';
-    return c.json({ status: 'ok', mode, redis });
-  });
+  app.get('/health', async (c) => c.json(await deps.health()));
 
   app.use('/resource', createMiddleware({ limiter: deps.limiter, policy: deps.policy }));
   app.get('/resource', (c) => c.json({ ok: true, rate_limit: c.get('rateLimit') }));

@@ -22,6 +22,12 @@ class SpyStore implements GlobalStore {
   ready() {
     return Promise.resolve(true);
   }
+  heartbeat() {
+    return this.failing ? Promise.reject(new StoreUnavailableError('down')) : Promise.resolve(1);
+  }
+  leave() {
+    return Promise.resolve();
+  }
   ping() {
     return Promise.resolve(!this.failing);
   }
@@ -116,14 +122,50 @@ describe('LeaseManager on one node', () => {
     expect(Math.max(...store.calls.map((c) => c.extra))).toBeGreaterThan(0);
   });
 
-  it('rejects every waiter with StoreUnavailableError when the store fails, and recovers', async () => {
-    const { store, manager } = setup();
+  it('in degraded mode closed, rejects every waiter with StoreUnavailableError, and recovers', async () => {
+    const { store, manager } = setup({ degradedMode: 'closed' });
     store.failing = true;
     const results = await Promise.allSettled(Array.from({ length: 5 }, () => manager.check('k', policy)));
     expect(results.every((r) => r.status === 'rejected' && r.reason instanceof StoreUnavailableError)).toBe(true);
     expect(manager.stats.storeFailures).toBe(1);
     store.failing = false;
     expect(await manager.check('k', policy)).toMatchObject({ allowed: true });
+  });
+
+  it('in degraded mode local, enforces this node\'s share of the limit when the store fails', async () => {
+    const { store, manager } = setup({ degradedMode: 'local', liveNodes: () => 4 });
+    store.failing = true;
+    const ds = await burst(manager, 20);
+    expect(allowed(ds)).toBe(10); // 40 / 4 nodes
+    const denied = ds.find((d) => !d.allowed) as Decision;
+    expect(denied.retryAfterMs).toBe(400); // refill 10/s / 4 nodes
+    expect(manager.stats.degradedDecisions).toBe(20);
+  });
+
+  it('in degraded mode open, allows and counts', async () => {
+    const { store, manager } = setup({ degradedMode: 'open' });
+    store.failing = true;
+    expect(allowed(await burst(manager, 100))).toBe(100);
+    expect(manager.stats.failOpenAllowed).toBe(100);
+  });
+
+  it('decides in memory without calling the store while the breaker is open, and spends held tokens first', async () => {
+    const { CircuitBreaker } = await import('../resilience/circuit-breaker.js');
+    const breaker = new CircuitBreaker();
+    const { clock, store, manager } = setup({ breaker, degradedMode: 'local' });
+    for (let i = 0; i < 4; i++) {
+      clock.advance(10);
+      await manager.check('warm', policy); // leases ahead of demand
+    }
+    breaker.trip('test');
+    const calls = store.calls.length;
+    const r = manager.check('warm', policy);
+    expect(r).not.toBeInstanceOf(Promise);
+    expect(manager.stats.degradedDecisions).toBe(0); // a held token, not a degraded decision
+    const cold = manager.check('cold', policy);
+    expect(cold).toMatchObject({ allowed: true });
+    expect(manager.stats.degradedDecisions).toBe(1);
+    expect(store.calls.length).toBe(calls);
   });
 });
 

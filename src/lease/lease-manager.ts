@@ -25,13 +25,25 @@
  *   sweep returns its unused tokens; eviction from the LRU and `close()` do too.
  *   A failed return is dropped and counted: Redis frees the tokens at the lease
  *   deadline anyway.
+ * - Degraded mode: when a store call fails, or while the circuit breaker is
+ *   open, requests that need the store are decided in memory, by
+ *   `degradedMode`: `local` enforces a per-node bucket holding this node's
+ *   share of the policy (capacity and refill divided by the live node count,
+ *   at least one token); `open` allows and counts; `closed` rejects with
+ *   `StoreUnavailableError` (503). Tokens already leased stay usable until
+ *   their lease expires, in every mode.
  */
 import { LRUMap, Queue } from 'mnemonist';
 import type { BucketPolicy, LeaseReply, LeaseReport } from '../bucket/global-bucket.js';
+import { type TokenBucket, takeToken } from '../bucket/token-bucket.js';
+import type { CircuitBreaker } from '../resilience/circuit-breaker.js';
 import { type Logger, throttled } from '../log/logger.js';
 import { type GlobalStore, StoreUnavailableError } from '../store/global-store.js';
 import { hashClientId } from '../store/key-name.js';
 import type { Clock } from './clock.js';
+
+/** What a node does for requests that need Redis while Redis cannot answer. */
+export type DegradedMode = 'local' | 'open' | 'closed';
 
 /** A named bucket policy; the name is what the RateLimit headers show. */
 export type Policy = BucketPolicy & { readonly name: string };
@@ -66,6 +78,12 @@ export type LeaseManagerOptions = {
   refillAheadMs?: number;
   /** How often expiring leases are returned. Default min(1000, leaseTtlMs / 4). */
   sweepIntervalMs?: number;
+  /** Decides whether to ask the store at all; none = always ask. */
+  breaker?: CircuitBreaker;
+  /** Default `local`. */
+  degradedMode?: DegradedMode;
+  /** Live nodes sharing the limit (for `local` mode). Default 1. */
+  liveNodes?: () => number;
 };
 
 /** Counters for tests, health and benchmarks. */
@@ -76,6 +94,10 @@ export type LeaseStats = {
   returnCalls: number;
   returnFailures: number;
   storeFailures: number;
+  /** Decisions made in degraded mode (store failed or breaker open). */
+  degradedDecisions: number;
+  /** Of those, requests allowed only because the mode is `open`. */
+  failOpenAllowed: number;
 };
 
 type Waiter = { resolve: (d: Decision) => void; reject: (e: Error) => void };
@@ -99,6 +121,8 @@ class KeyState {
   globalRemaining: number;
   globalAt = 0;
   evicted = false;
+  /** This node's own bucket, used only in degraded `local` mode. */
+  fallback: TokenBucket | undefined;
 
   constructor(
     readonly id: string,
@@ -118,6 +142,8 @@ export class LeaseManager {
     returnCalls: 0,
     returnFailures: 0,
     storeFailures: 0,
+    degradedDecisions: 0,
+    failOpenAllowed: 0,
   };
   readonly #store: GlobalStore;
   readonly #clock: Clock;
@@ -133,8 +159,14 @@ export class LeaseManager {
   readonly #logStoreFailure = throttled(1000);
   readonly #logReturnFailure = throttled(1000);
   #closed = false;
+  readonly #breaker: CircuitBreaker | undefined;
+  readonly #degradedMode: DegradedMode;
+  readonly #liveNodes: () => number;
 
   constructor(options: LeaseManagerOptions) {
+    this.#breaker = options.breaker;
+    this.#degradedMode = options.degradedMode ?? 'local';
+    this.#liveNodes = options.liveNodes ?? (() => 1);
     this.#store = options.store;
     this.#clock = options.clock;
     this.#log = options.logger;
@@ -183,6 +215,7 @@ export class LeaseManager {
       this.stats.localDecisions++;
       return this.#denial(k, now);
     }
+    if (this.#breaker?.isOpen) return this.#degraded(k, now);
     return new Promise<Decision>((resolve, reject) => {
       k.waiters.push({ resolve, reject });
       if (!k.inflight) this.#lease(k, now);
@@ -290,6 +323,8 @@ export class LeaseManager {
 
   #granted(k: KeyState, reply: LeaseReply, need: number, sentAt: number, unusedAtSend: number): void {
     k.inflight = false;
+    this.#breaker?.success();
+    k.fallback = undefined;
     const now = this.#clock.nowMs();
     if (reply.kept) {
       k.registered = unusedAtSend + reply.granted;
@@ -323,10 +358,47 @@ export class LeaseManager {
     k.inflight = false;
     this.stats.storeFailures++;
     const error = err instanceof StoreUnavailableError ? err : new StoreUnavailableError(String(err), { cause: err });
+    this.#breaker?.failure(error.message);
     this.#logStoreFailure((suppressed) =>
-      this.#log.error('global store failed', { error: error.message, client: hashClientId(k.id), suppressed }),
+      this.#log.error('global store failed; deciding in degraded mode', {
+        error: error.message,
+        degradedMode: this.#degradedMode,
+        client: hashClientId(k.id),
+        suppressed,
+      }),
     );
-    for (const w of k.waiters.splice(0)) w.reject(error);
+    const now = this.#clock.nowMs();
+    for (const w of k.waiters.splice(0)) {
+      try {
+        w.resolve(this.#degraded(k, now));
+      } catch (e) {
+        w.reject(e as Error);
+      }
+    }
+  }
+
+  /** A decision without the store. Throws `StoreUnavailableError` in `closed` mode. */
+  #degraded(k: KeyState, now: number): Decision {
+    this.stats.degradedDecisions++;
+    const p = k.policy;
+    if (this.#degradedMode === 'closed') throw new StoreUnavailableError('global store unavailable (degraded mode closed)');
+    if (this.#degradedMode === 'open') {
+      this.stats.failOpenAllowed++;
+      return { allowed: true, limit: p.capacity, remaining: p.capacity, resetMs: 0, retryAfterMs: 0, policy: p };
+    }
+    // This node's share of the limit, so N nodes behind a balancer admit about one limit.
+    const n = Math.max(1, this.#liveNodes());
+    const share = { capacity: Math.max(1, p.capacity / n), refillPerSec: p.refillPerSec / n };
+    const t = takeToken(k.fallback, share, now);
+    k.fallback = t.bucket;
+    return {
+      allowed: t.allowed,
+      limit: p.capacity,
+      remaining: t.remaining,
+      resetMs: t.fullInMs,
+      retryAfterMs: t.retryAfterMs,
+      policy: p,
+    };
   }
 
   #evicted(k: KeyState, now: number): void {
@@ -343,6 +415,11 @@ export class LeaseManager {
     k.grantedAtMs = 0;
     k.expiresAt = 0;
     if (!report) return undefined;
+    if (this.#breaker?.isOpen) {
+      // Redis is away: the tokens come back at the lease deadline by themselves.
+      this.stats.returnFailures++;
+      return undefined;
+    }
     this.stats.returnCalls++;
     return this.#store.lease(k.id, k.policy, { need: 0, extra: 0, leaseTtlMs: this.#ttlMs, report }).then(
       () => undefined,

@@ -17,6 +17,13 @@ export interface GlobalStore {
   lease(clientId: string, policy: BucketPolicy, req: LeaseRequest): Promise<LeaseReply>;
   /** Resolves true once the store can take commands, false if it cannot within `timeoutMs`. */
   ready(timeoutMs: number): Promise<boolean>;
+  /**
+   * Records this node as alive for `ttlMs` and returns how many nodes are
+   * (this one included). Rejects with `StoreUnavailableError` like `lease`.
+   */
+  heartbeat(nodeId: string, ttlMs: number): Promise<number>;
+  /** Removes this node from the live count (best effort, on shutdown). */
+  leave(nodeId: string): Promise<void>;
   /** Whether the store answers right now (bounded by the store's deadline). */
   ping(): Promise<boolean>;
   close(): Promise<void>;

@@ -47,6 +47,15 @@ export class MemoryStore implements GlobalStore {
     for (const [id, held] of this.#buckets) if (held.expiresAtMs <= now) this.#buckets.delete(id);
   }
 
+  /** One process, one node. */
+  heartbeat(): Promise<number> {
+    return Promise.resolve(1);
+  }
+
+  leave(): Promise<void> {
+    return Promise.resolve();
+  }
+
   ready(): Promise<boolean> {
     return Promise.resolve(true);
   }

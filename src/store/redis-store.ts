@@ -1,41 +1,54 @@
 /**
  * @module store/redis-store
  *
- * Global buckets in Redis, shared by every node. One script (`lua/lease.lua`)
- * does a whole step atomically; it is registered with ioredis `defineCommand`,
- * which sends EVALSHA and falls back to EVAL on NOSCRIPT, so the script survives
- * SCRIPT FLUSH and a Redis restart.
+ * Global buckets in Redis (one server or a Redis Cluster), shared by every node.
+ * One script (`lua/lease.lua`) does a whole step atomically; scripts are
+ * registered with ioredis `defineCommand`, which sends EVALSHA and falls back to
+ * EVAL on NOSCRIPT, so they survive SCRIPT FLUSH, restarts and failovers.
  *
- * Every call is bounded: the offline queue is off (a command while disconnected
- * fails at once instead of waiting for a reconnect) and `commandTimeout` rejects
- * a command Redis does not answer in time. Either becomes a
- * `StoreUnavailableError`.
+ * Every call is bounded, whatever ioredis does underneath: the offline queue is
+ * off (a command while disconnected fails at once instead of waiting for a
+ * reconnect), `commandTimeout` is set, and each call also races a timer of the
+ * same length, which also covers Cluster redirections and retries. Failures and
+ * replies of the wrong shape become `StoreUnavailableError`.
+ *
+ * Cluster: each script touches one key, and every key of a client shares a hash
+ * tag (`rl:{hash}`), as does the fleet key (`rl:{fleet}`), so no call can hit
+ * CROSSSLOT.
  */
 import { readFileSync } from 'node:fs';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { BucketPolicy, LeaseReply, LeaseRequest } from '../bucket/global-bucket.js';
 import { type GlobalStore, StoreUnavailableError } from './global-store.js';
 import { bucketKeyName } from './key-name.js';
 
-const LEASE_SCRIPT = readFileSync(new URL('../../lua/lease.lua', import.meta.url), 'utf8');
+const readLua = (name: string) => readFileSync(new URL(`../../lua/${name}`, import.meta.url), 'utf8');
+const LEASE_SCRIPT = readLua('lease.lua');
+const HEARTBEAT_SCRIPT = readLua('heartbeat.lua');
 
-type LeaseCommand = {
+type Scripts = {
   rlLease(key: string, ...args: (string | number)[]): Promise<unknown>;
+  rlHeartbeat(key: string, nodeId: string, ttlMs: number): Promise<unknown>;
 };
 
 export type RedisStoreOptions = {
-  url: string;
-  /** Deadline of every Redis command, in ms. */
+  /** A single Redis: `redis://host:port`. */
+  url?: string;
+  /** A Redis Cluster: seed nodes. Takes precedence over `url`. */
+  clusterNodes?: { host: string; port: number }[];
+  /** Deadline of every Redis call, in ms. */
   commandTimeoutMs: number;
   /** Prefix of every key this store writes. */
   keyPrefix: string;
   /** Extra ioredis options (tests use them to tune reconnects). */
   redisOptions?: RedisOptions;
+  /** The lease script's source; tests pass an outdated one. */
+  leaseScript?: string;
 };
 
 export class RedisStore implements GlobalStore {
   readonly mode = 'global' as const;
-  readonly redis: Redis;
+  readonly redis: Redis | Cluster;
   readonly #prefix: string;
   readonly #timeoutMs: number;
   /** Commands this store has sent (a script call counts once). */
@@ -44,27 +57,62 @@ export class RedisStore implements GlobalStore {
   constructor(options: RedisStoreOptions) {
     this.#prefix = options.keyPrefix;
     this.#timeoutMs = options.commandTimeoutMs;
-    this.redis = new Redis(options.url, {
+    const perNode: RedisOptions = {
       commandTimeout: options.commandTimeoutMs,
       connectTimeout: Math.max(1000, options.commandTimeoutMs),
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
-      enableAutoPipelining: true,
-      retryStrategy: (times) => Math.min(50 * times, 1000),
+      retryStrategy: (times) => Math.min(50 * times, 500),
       ...options.redisOptions,
-    });
-    // Connection errors are reported through failed commands and /health; without a
-    // listener ioredis would print every reconnect attempt as an unhandled error.
+    };
+    if (options.clusterNodes && options.clusterNodes.length > 0) {
+      this.redis = new Cluster(options.clusterNodes, {
+        enableOfflineQueue: false,
+        enableAutoPipelining: true,
+        redisOptions: perNode,
+        clusterRetryStrategy: (times) => Math.min(100 * times, 1000),
+        retryDelayOnClusterDown: 50,
+        retryDelayOnFailover: 50,
+        maxRedirections: 3,
+        slotsRefreshTimeout: Math.max(1000, options.commandTimeoutMs),
+      });
+    } else if (options.url) {
+      this.redis = new Redis(options.url, { ...perNode, enableAutoPipelining: true });
+    } else {
+      throw new TypeError('RedisStore: url or clusterNodes is required');
+    }
+    // Connection errors are reported through failed calls, the circuit breaker and
+    // /health; without a listener ioredis would print every reconnect attempt.
     this.redis.on('error', () => {});
-    this.redis.defineCommand('rlLease', { numberOfKeys: 1, lua: LEASE_SCRIPT });
+    this.redis.on('node error', () => {});
+    this.redis.defineCommand('rlLease', { numberOfKeys: 1, lua: options.leaseScript ?? LEASE_SCRIPT });
+    this.redis.defineCommand('rlHeartbeat', { numberOfKeys: 1, lua: HEARTBEAT_SCRIPT });
+  }
+
+  get #scripts(): Scripts {
+    return this.redis as unknown as Scripts;
+  }
+
+  /** Runs one Redis call with the hard deadline, mapping every failure to StoreUnavailableError. */
+  async #call<T>(what: string, run: () => Promise<T>): Promise<T> {
+    this.commandsSent++;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${this.#timeoutMs} ms`)), this.#timeoutMs);
+    });
+    try {
+      return await Promise.race([run(), deadline]);
+    } catch (err) {
+      throw new StoreUnavailableError(`redis ${what} failed: ${(err as Error).message}`, { cause: err });
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async lease(clientId: string, policy: BucketPolicy, req: LeaseRequest): Promise<LeaseReply> {
     const r = req.report;
-    this.commandsSent++;
-    let raw: unknown;
-    try {
-      raw = await (this.redis as unknown as LeaseCommand).rlLease(
+    const raw = await this.#call('lease', () =>
+      this.#scripts.rlLease(
         bucketKeyName(this.#prefix, clientId),
         policy.capacity,
         policy.refillPerSec,
@@ -76,11 +124,27 @@ export class RedisStore implements GlobalStore {
         r ? r.unused : 0,
         r ? Math.max(0, Math.round(r.spentAgeMs)) : 0,
         r?.keep ? 1 : 0,
-      );
-    } catch (err) {
-      throw new StoreUnavailableError(`redis lease failed: ${(err as Error).message}`, { cause: err });
-    }
+      ),
+    );
     return parseLeaseReply(raw);
+  }
+
+  async heartbeat(nodeId: string, ttlMs: number): Promise<number> {
+    const n = await this.#call('heartbeat', () => this.#scripts.rlHeartbeat(this.#fleetKey, nodeId, ttlMs));
+    if (typeof n !== 'number' || n < 1) throw new StoreUnavailableError(`unexpected heartbeat reply: ${String(n)}`);
+    return n;
+  }
+
+  async leave(nodeId: string): Promise<void> {
+    try {
+      await this.#call('leave', () => this.redis.zrem(this.#fleetKey, nodeId));
+    } catch {
+      // Best effort: the entry expires by itself.
+    }
+  }
+
+  get #fleetKey(): string {
+    return `${this.#prefix}{fleet}`;
   }
 
   ready(timeoutMs: number): Promise<boolean> {
@@ -98,10 +162,8 @@ export class RedisStore implements GlobalStore {
   }
 
   async ping(): Promise<boolean> {
-    if (this.redis.status !== 'ready') return false;
     try {
-      this.commandsSent++;
-      return (await this.redis.ping()) === 'PONG';
+      return (await this.#call('ping', () => this.redis.ping())) === 'PONG';
     } catch {
       return false;
     }

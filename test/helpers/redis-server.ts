@@ -44,8 +44,12 @@ export class RedisProcess {
   }
 
   static async start(extraArgs: string[] = []): Promise<RedisProcess> {
+    return RedisProcess.startOnPort(await freePort(), extraArgs);
+  }
+
+  static async startOnPort(port: number, extraArgs: string[] = []): Promise<RedisProcess> {
     assertRedisInstalled();
-    const r = new RedisProcess(await freePort(), extraArgs);
+    const r = new RedisProcess(port, extraArgs);
     await r.restart();
     return r;
   }
@@ -83,7 +87,7 @@ export class RedisProcess {
   /** SIGKILL and wait for the process to be gone. */
   async kill(): Promise<void> {
     const p = this.proc;
-    if (!p || p.exitCode !== null) return;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
     const exited = new Promise((r) => p.once('exit', r));
     p.kill('SIGKILL');
     await exited;
