@@ -29,15 +29,18 @@ async function twoNodes(env: Record<string, string> = {}): Promise<[Node, Node]>
 }
 
 describe('two nodes, one Redis', () => {
-  it('a simultaneous burst of 50 split across both admits between capacity - 2 and capacity', async () => {
+  it('a simultaneous burst of 50 split across both admits between capacity - 2 and capacity, every time', async () => {
     const [a, b] = await twoNodes();
-    const t0 = performance.now();
-    const results = await Promise.all(Array.from({ length: 50 }, (_, i) => hit(i % 2 === 0 ? a : b, 'burst-key')));
-    const elapsedSec = (performance.now() - t0) / 1000;
-    const ok = results.filter((r) => r.status === 200).length;
-    expect(results.every((r) => r.status === 200 || r.status === 429)).toBe(true);
-    expect(ok).toBeGreaterThanOrEqual(38);
-    expect(ok).toBeLessThanOrEqual(40 + Math.floor(10 * elapsedSec));
+    // Several keys: the first burst on fresh connections arrives slower than later ones.
+    for (let k = 0; k < 10; k++) {
+      const t0 = performance.now();
+      const results = await Promise.all(Array.from({ length: 50 }, (_, i) => hit(i % 2 === 0 ? a : b, `burst-key-${k}`)));
+      const elapsedSec = (performance.now() - t0) / 1000;
+      const ok = results.filter((r) => r.status === 200).length;
+      expect(results.every((r) => r.status === 200 || r.status === 429)).toBe(true);
+      expect(ok).toBeGreaterThanOrEqual(38);
+      expect(ok).toBeLessThanOrEqual(40 + Math.floor(10 * elapsedSec));
+    }
   });
 
   it('interleaved bursts over 3 s never admit more than capacity + refill × elapsed', async () => {

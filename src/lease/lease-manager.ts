@@ -11,10 +11,11 @@
  * - Single flight: at most one lease call per key is in flight. Requests that
  *   find no token wait on it; when it answers they are served from the grant,
  *   and if more arrived meanwhile than it brought, one more call asks for them.
- * - Lease size adapts: a lease asks for the waiting requests (`need`) plus the
- *   demand expected over `leaseCoverMs` at the key's observed arrival rate
- *   (`extra`, at most `maxLeaseTokens`). The store grants `extra` only up to half
- *   of what is left, so leases shrink as the global bucket drains.
+ * - Lease size adapts: a lease asks for the waiting requests (`need`) and tops
+ *   them up to the demand expected over `leaseCoverMs` at the key's observed
+ *   arrival rate (`extra`; need + extra at most max(need, `maxLeaseTokens`)).
+ *   The store grants `extra` only up to half of what is left, so leases shrink
+ *   as the global bucket drains.
  * - Refill-ahead: once a warm key's held tokens fall below what it spends in
  *   `refillAheadMs`, a background call fetches the next lease (reporting the
  *   current one and keeping its unused tokens), so requests do not wait.
@@ -314,7 +315,9 @@ export class LeaseManager {
     k.inflight = true;
     this.stats.leaseCalls++;
     this.#store
-      .lease(k.id, k.policy, { need, extra: this.#ahead(k), leaseTtlMs: this.#ttlMs, report })
+      // The lease covers the expected demand, waiting requests included: a burst that is
+      // already queued here takes what it needs and leaves the rest to other nodes.
+      .lease(k.id, k.policy, { need, extra: Math.max(0, this.#ahead(k) - need), leaseTtlMs: this.#ttlMs, report })
       .then(
         (reply) => this.#granted(k, reply, need, now, unusedAtSend),
         (err: unknown) => this.#failed(k, err),
