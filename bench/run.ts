@@ -18,6 +18,7 @@ import { RedisProcess } from '../test/helpers/redis-server.js';
 import { type KeyPicker, makeApiKeys, uniform, zipf } from './lib/keys.js';
 import { startServer } from './lib/processes.js';
 import { countCommands } from './lib/redis-commands.js';
+import { failureMarkdown, runFailure } from './scenarios/failure.js';
 
 type Row = {
   scenario: string;
@@ -55,11 +56,15 @@ const SCENARIOS: Scenario[] = [
   },
 ];
 
+/** Scenarios with a timeline of their own rather than a side-by-side comparison. */
+const TIMELINES = ['failure'];
+
 const { values } = parseArgs({
   options: {
     scenario: { type: 'string' },
     duration: { type: 'string', default: '10' },
     connections: { type: 'string', default: '50' },
+    'failure-seconds': { type: 'string', default: '30' },
   },
 });
 const duration = Number(values.duration);
@@ -138,13 +143,15 @@ function table(rows: Row[]): string {
 
 async function main(): Promise<void> {
   const chosen = values.scenario ? SCENARIOS.filter((s) => s.name === values.scenario) : SCENARIOS;
-  if (chosen.length === 0) {
-    console.error(`unknown scenario ${values.scenario}; known: ${SCENARIOS.map((s) => s.name).join(', ')}`);
+  const timelines = values.scenario ? TIMELINES.filter((t) => t === values.scenario) : TIMELINES;
+  if (chosen.length === 0 && timelines.length === 0) {
+    console.error(`unknown scenario ${values.scenario}; known: ${[...SCENARIOS.map((s) => s.name), ...TIMELINES].join(', ')}`);
     process.exit(2);
   }
   const redis = await RedisProcess.start();
   const apiKeys = makeApiKeys(12_000);
   const rows: Row[] = [];
+  let failure: Awaited<ReturnType<typeof runFailure>> | undefined;
   try {
     for (const scenario of chosen) {
       console.log(`\n# ${scenario.name}: ${scenario.describe} (${duration} s each, ${connections} connections)`);
@@ -161,19 +168,32 @@ async function main(): Promise<void> {
       for (const r of mine) r.ratio = ceiling > 0 ? r.rps / ceiling : 0;
       rows.push(...mine);
     }
+    if (timelines.includes('failure')) {
+      const seconds = Number(values['failure-seconds']);
+      console.log(`\n# failure: seed traffic over two nodes, Redis killed at ${Math.round(seconds / 3)} s, restarted empty at ${Math.round((2 * seconds) / 3)} s`);
+      await (async () => {
+        const admin = redis.client();
+        await admin.flushall();
+        admin.disconnect();
+      })();
+      failure = await runFailure(redis, zipf(apiKeys, 1, 3), seconds);
+      console.log(failureMarkdown(failure));
+    }
   } finally {
     await redis.stop();
   }
   const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${os.platform()} ${os.release()}`;
-  const md = `Machine: ${machine}\nDate: ${new Date().toISOString()}\nCommand: npm run bench -- --duration ${duration} --connections ${connections}\n\n${table(rows)}\n`;
+  let md = `Machine: ${machine}\nDate: ${new Date().toISOString()}\nCommand: npm run bench -- --duration ${duration} --connections ${connections}\n\n${rows.length ? table(rows) : ''}\n`;
+  if (failure) md += `\n## failure\n\n${failureMarkdown(failure)}\n`;
   console.log(`\n${md}`);
   const dir = new URL('./results/', import.meta.url);
   mkdirSync(dir, { recursive: true });
-  writeFileSync(new URL('latest.json', dir), `${JSON.stringify({ machine, duration, connections, rows }, null, 2)}\n`);
+  writeFileSync(new URL('latest.json', dir), `${JSON.stringify({ machine, duration, connections, rows, failure }, null, 2)}\n`);
   writeFileSync(new URL('latest.md', dir), md);
-  const failed = rows.filter((r) => r.requests === 0 || r.errors > 0);
+  const failed = rows.filter((r) => r.requests === 0 || r.errors > 0).map((r) => `${r.scenario}/${r.system}`);
+  if (failure && (failure.total === 0 || failure.errors > 0)) failed.push('failure');
   if (failed.length > 0) {
-    console.error(`runs with errors or no requests: ${failed.map((r) => `${r.scenario}/${r.system}`).join(', ')}`);
+    console.error(`runs with errors or no requests: ${failed.join(', ')}`);
     process.exitCode = 1;
   }
 }
