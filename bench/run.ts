@@ -1,28 +1,69 @@
 /**
- * `npm run bench`: the same Hono app with and without the limiter, under the same
- * autocannon load, in one run. Each system runs in its own server process against
- * a redis-server this script starts on a free port (flushed between runs).
+ * `npm run bench`: every system under the same autocannon load, scenario by
+ * scenario, in one run. Each system runs in its own server process(es)
+ * (`bench/server.ts`) against a redis-server this script starts on a free port,
+ * flushed between runs.
  *
- *   npm run bench                          all scenarios
- *   npm run bench -- --scenario max-zipf   one scenario
- *   npm run bench -- --duration 3          seconds per measurement (default 10)
+ *   npm run bench                           all scenarios
+ *   npm run bench -- --scenario abuser      one scenario
+ *   npm run bench -- --duration 5           seconds per closed-loop run (default 10)
+ *   npm run bench:smoke                     every scenario for ~2 s: checks figures exist
  *
- * Prints a table and writes bench/results/latest.json and latest.md.
+ * Writes bench/results/latest.json, latest.md and seed-timeline.svg.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
-import { Redis } from 'ioredis';
+import cliProgress from 'cli-progress';
+import type { Redis } from 'ioredis';
+import { hashClientId } from '../src/store/key-name.js';
 import { RedisProcess } from '../test/helpers/redis-server.js';
+import { type Accuracy, type Decisions, accuracy } from './lib/accuracy.js';
+import { timelineSvg } from './lib/chart.js';
 import { type KeyPicker, makeApiKeys, uniform, zipf } from './lib/keys.js';
-import { startServer } from './lib/processes.js';
+import { type ServerProcess, startServer } from './lib/processes.js';
 import { countCommands } from './lib/redis-commands.js';
+import { type Second, runTimeline, seedSchedule } from './lib/timeline.js';
 import { failureMarkdown, runFailure } from './scenarios/failure.js';
 
-type Row = {
+const POLICY = { capacity: 40, refillPerSec: 10 };
+
+const { values } = parseArgs({
+  options: {
+    scenario: { type: 'string' },
+    duration: { type: 'string', default: '10' },
+    connections: { type: 'string', default: '50' },
+    smoke: { type: 'boolean', default: false },
+  },
+});
+const smoke = values.smoke ?? false;
+const duration = smoke ? 2 : Number(values.duration);
+const connections = Number(values.connections);
+const seedSeconds = smoke ? 3 : Math.max(20, 2 * duration);
+const failureSeconds = smoke ? 6 : 30;
+
+/** What one load run saw from the client side. */
+type Outcome = {
+  requests: number;
+  seconds: number;
+  ok: number;
+  limited: number;
+  errors: number;
+  p50: number;
+  p99: number;
+  p999: number;
+  timeline?: Second[];
+  /** Redis commands naming the abuser's key. */
+  focusKey?: string;
+  focusRequests?: number;
+  extra?: Record<string, number>;
+};
+
+export type Row = {
   scenario: string;
   system: string;
+  nodes: number;
   requests: number;
   rps: number;
   ratio: number;
@@ -32,169 +73,388 @@ type Row = {
   ok: number;
   limited: number;
   errors: number;
-  redisCommandsPerReq: number;
-  redisCpuMsPer1k: number;
   serverCpuUsPerReq: number;
+  redisCmdsPerReq: number;
+  redisCpuMsPer1k: number;
+  redisBytesPerKey: number;
+  accuracy: Accuracy;
   peakRssMB: number;
   localKeys: number;
+  focusCmdsPerReq?: number;
+  extra?: Record<string, number>;
+  timeline?: Second[];
 };
 
-type Scenario = { name: string; describe: string; systems: string[]; keys: (k: string[]) => KeyPicker };
+type Ctx = { redis: RedisProcess; admin: Redis; apiKeys: string[] };
+
+type Scenario = {
+  name: string;
+  describe: string;
+  systems: string[];
+  nodes: number;
+  /** Planned seconds per system, for the progress bar. */
+  seconds: number;
+  load: (urls: string[], ctx: Ctx) => Promise<Outcome>;
+};
+
+const ALL = ['none', 'tandem', 'tandem-local', 'rlflex', 'seed-lua'];
+const REDIS_SYSTEMS = new Set(['tandem', 'rlflex', 'seed-lua']);
+
+async function maxLoad(urls: string[], pick: KeyPicker, seconds: number, conns = connections): Promise<Outcome> {
+  const r = await autocannon({
+    url: urls.map((u) => `${u}/resource`) as unknown as string,
+    connections: conns,
+    duration: seconds,
+    requests: [{ method: 'GET', setupRequest: (req) => ({ ...req, headers: { ...req.headers, 'x-api-key': pick() } }) }],
+  });
+  const codes = r.statusCodeStats ?? {};
+  const ok = codes['200']?.count ?? 0;
+  const limited = codes['429']?.count ?? 0;
+  return {
+    requests: r.requests.total,
+    seconds: r.duration,
+    ok,
+    limited,
+    errors: r.errors + r.timeouts + r.requests.total - ok - limited,
+    p50: r.latency.p50,
+    p99: r.latency.p99,
+    p999: r.latency.p99_9,
+  };
+}
+
+async function pacedLoad(urls: string[], pick: KeyPicker, totalSeconds: number): Promise<Outcome> {
+  const r = await runTimeline(urls, seedSchedule(totalSeconds), pick);
+  return {
+    requests: r.total,
+    seconds: totalSeconds,
+    ok: r.admitted,
+    limited: r.denied,
+    errors: r.errors,
+    p50: r.p50Ms,
+    p99: r.p99Ms,
+    p999: r.p999Ms,
+    timeline: r.seconds,
+  };
+}
+
+/** 1,000 normal keys at 500 req/s (paced) and, in parallel, one key hammering at full speed. */
+async function abuserLoad(urls: string[], ctx: Ctx, seconds: number): Promise<Outcome> {
+  const normalKeys = ctx.apiKeys.slice(0, 1000);
+  const abuser = ctx.apiKeys[ctx.apiKeys.length - 1] as string;
+  const quiet = await runTimeline(urls, [{ rps: 500, seconds }], uniform(normalKeys, 7));
+  // Same normal load again, with the abuser on top.
+  const [normal, hammer] = await Promise.all([
+    runTimeline(urls, [{ rps: 500, seconds }], uniform(normalKeys, 8)),
+    maxLoad(urls, () => abuser, seconds, 10),
+  ]);
+  return {
+    requests: normal.total + hammer.requests,
+    seconds,
+    ok: normal.admitted + hammer.ok,
+    limited: normal.denied + hammer.limited,
+    errors: normal.errors + hammer.errors,
+    p50: normal.p50Ms,
+    p99: normal.p99Ms,
+    p999: normal.p999Ms,
+    focusKey: abuser,
+    focusRequests: hammer.requests,
+    extra: {
+      normalRequests: normal.total,
+      normal429: normal.denied,
+      normalP99Quiet: quiet.p99Ms,
+      normalP99WithAbuser: normal.p99Ms,
+      abuserRps: Math.round(hammer.requests / seconds),
+      abuserAdmitted: hammer.ok,
+    },
+  };
+}
 
 const SCENARIOS: Scenario[] = [
   {
+    name: 'seed',
+    describe: `seed traffic model: 12,000 keys (Zipf), 500 req/s with 4 s bursts to 1,200 req/s, ${seedSeconds} s`,
+    systems: ALL,
+    nodes: 1,
+    seconds: seedSeconds,
+    load: (urls, ctx) => pacedLoad(urls, zipf(ctx.apiKeys, 1, 11), seedSeconds),
+  },
+  {
     name: 'max-uniform',
-    describe: 'maximum throughput, 12,000 keys picked uniformly',
-    systems: ['none', 'tandem', 'tandem-local'],
-    keys: (k) => uniform(k, 1),
+    describe: `maximum throughput, 12,000 keys picked uniformly, ${duration} s, ${connections} connections`,
+    systems: ALL,
+    nodes: 1,
+    seconds: duration,
+    load: (urls, ctx) => maxLoad(urls, uniform(ctx.apiKeys, 1), duration),
   },
   {
     name: 'max-zipf',
-    describe: 'maximum throughput, 12,000 keys with Zipf(1) popularity',
-    systems: ['none', 'tandem', 'tandem-local'],
-    keys: (k) => zipf(k, 1, 2),
+    describe: `maximum throughput, 12,000 keys with Zipf(1) popularity, ${duration} s, ${connections} connections`,
+    systems: ALL,
+    nodes: 1,
+    seconds: duration,
+    load: (urls, ctx) => maxLoad(urls, zipf(ctx.apiKeys, 1, 2), duration),
+  },
+  {
+    name: 'abuser',
+    describe: `one key at full speed (10 connections) while 1,000 normal keys send 500 req/s, ${duration} s (normal keys measured with and without it)`,
+    systems: ['none', 'tandem', 'rlflex', 'seed-lua'],
+    nodes: 1,
+    seconds: 2 * duration,
+    load: (urls, ctx) => abuserLoad(urls, ctx, duration),
+  },
+  {
+    name: 'two-nodes',
+    describe: `two server processes sharing Redis, requests spread over both, Zipf keys, full speed, ${duration} s`,
+    systems: ['none', 'tandem', 'tandem-local', 'rlflex', 'seed-lua'],
+    nodes: 2,
+    seconds: duration,
+    load: (urls, ctx) => maxLoad(urls, zipf(ctx.apiKeys, 1, 5), duration),
   },
 ];
 
-/** Scenarios with a timeline of their own rather than a side-by-side comparison. */
-const TIMELINES = ['failure'];
-
-const { values } = parseArgs({
-  options: {
-    scenario: { type: 'string' },
-    duration: { type: 'string', default: '10' },
-    connections: { type: 'string', default: '50' },
-    'failure-seconds': { type: 'string', default: '30' },
-  },
-});
-const duration = Number(values.duration);
-const connections = Number(values.connections);
-
-async function redisCpuMs(r: Redis): Promise<number> {
-  const info = await r.info('cpu');
-  const get = (name: string) => Number(new RegExp(`${name}:([\\d.]+)`).exec(info)?.[1] ?? 0);
-  return (get('used_cpu_sys') + get('used_cpu_user')) * 1000;
+async function redisInfo(r: Redis, section: string, field: string): Promise<number> {
+  const info = await r.info(section);
+  return Number(new RegExp(`${field}:([\\d.]+)`).exec(info)?.[1] ?? 0);
 }
 
-async function measure(scenario: Scenario, system: string, redis: RedisProcess, apiKeys: string[]): Promise<Row> {
-  const admin = redis.client();
-  await admin.flushall();
-  const server = await startServer(system, { REDIS_URL: redis.url });
+async function bytesPerKey(r: Redis): Promise<number> {
+  const sample: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, keys] = await r.scan(cursor, 'COUNT', 500);
+    cursor = next;
+    for (const k of keys) if (!k.includes('{fleet}') && sample.length < 300) sample.push(k);
+  } while (cursor !== '0' && sample.length < 300);
+  if (sample.length === 0) return 0;
+  let sum = 0;
+  for (const k of sample) sum += Number((await r.memory('USAGE', k)) ?? 0);
+  return sum / sample.length;
+}
+
+async function measure(s: Scenario, system: string, ctx: Ctx): Promise<Row> {
+  await ctx.admin.flushall();
+  const servers: ServerProcess[] = [];
   try {
-    const pick = scenario.keys(apiKeys);
-    const counter = await countCommands(redis.url);
-    const cpu0 = await redisCpuMs(admin);
-    const serverCpu0 = Number((await server.stats()).cpuMicros);
-    const result = await autocannon({
-      url: `${server.url}/resource`,
-      connections,
-      duration,
-      requests: [
-        {
-          method: 'GET',
-          setupRequest: (req) => ({ ...req, headers: { ...req.headers, 'x-api-key': pick() } }),
-        },
-      ],
+    for (let i = 0; i < s.nodes; i++) servers.push(await startServer(system, { REDIS_URL: ctx.redis.url }));
+    await new Promise((r) => setTimeout(r, 300)); // connections and first heartbeats
+    const focus = { key: '' };
+    const counter = await countCommands(ctx.redis.url, (args) => {
+      if (!focus.key) return false;
+      const hashed = hashClientId(focus.key);
+      return args.some((a) => a.includes(focus.key) || a.includes(hashed));
     });
-    const cpu1 = await redisCpuMs(admin);
-    const commands = counter.count() - 1; // the INFO call
+    focus.key = s.name === 'abuser' ? (ctx.apiKeys[ctx.apiKeys.length - 1] as string) : '';
+    const cpu0 = await redisInfo(ctx.admin, 'cpu', 'used_cpu_sys') + (await redisInfo(ctx.admin, 'cpu', 'used_cpu_user'));
+    const serverCpu0 = await Promise.all(servers.map(async (x) => Number((await x.stats()).cpuMicros)));
+    const out = await s.load(
+      servers.map((x) => x.url),
+      ctx,
+    );
+    const cpu1 = await redisInfo(ctx.admin, 'cpu', 'used_cpu_sys') + (await redisInfo(ctx.admin, 'cpu', 'used_cpu_user'));
+    const commands = Math.max(0, counter.count() - 4); // the INFO calls above
+    const focusCommands = counter.matching();
     await counter.stop();
-    const stats = await server.stats();
-    const codes = result.statusCodeStats ?? {};
-    const other = Object.entries(codes).filter(([code]) => code !== '200' && code !== '429');
-    if (other.length > 0 || result.errors > 0) {
-      console.log(`\n  unexpected: ${JSON.stringify(Object.fromEntries(other))}, ${result.errors} socket errors, ${result.timeouts} timeouts`);
-    }
-    const total = result.requests.total;
+    const stats = await Promise.all(servers.map((x) => x.stats()));
+    const decisions = await Promise.all(servers.map(async (x) => (await (await fetch(`${x.url}/__bench/decisions`)).json()) as Decisions));
+    const serverCpu = stats.reduce((sum, st, i) => sum + Number(st.cpuMicros) - (serverCpu0[i] as number), 0);
+    const usesRedis = REDIS_SYSTEMS.has(system);
     return {
-      scenario: scenario.name,
+      scenario: s.name,
       system,
-      requests: total,
-      rps: Math.round(total / result.duration),
+      nodes: s.nodes,
+      requests: out.requests,
+      rps: Math.round(out.requests / out.seconds),
       ratio: 1,
-      p50: result.latency.p50,
-      p99: result.latency.p99,
-      p999: result.latency.p99_9,
-      ok: codes['200']?.count ?? 0,
-      limited: codes['429']?.count ?? 0,
-      errors: result.errors + result.timeouts + total - (codes['200']?.count ?? 0) - (codes['429']?.count ?? 0),
-      redisCommandsPerReq: system === 'none' || system === 'tandem-local' ? 0 : Math.max(0, commands) / total,
-      redisCpuMsPer1k: ((cpu1 - cpu0) / total) * 1000,
-      serverCpuUsPerReq: (Number(stats.cpuMicros) - serverCpu0) / total,
-      peakRssMB: Number(stats.maxRssBytes ?? 0) / 2 ** 20,
-      localKeys: Number(stats.localKeys ?? 0),
+      p50: out.p50,
+      p99: out.p99,
+      p999: out.p999,
+      ok: out.ok,
+      limited: out.limited,
+      errors: out.errors,
+      serverCpuUsPerReq: serverCpu / Math.max(1, out.requests),
+      redisCmdsPerReq: usesRedis ? commands / Math.max(1, out.requests) : 0,
+      redisCpuMsPer1k: usesRedis ? ((cpu1 - cpu0) * 1e6) / Math.max(1, out.requests) : 0,
+      redisBytesPerKey: usesRedis ? await bytesPerKey(ctx.admin) : 0,
+      accuracy: accuracy(decisions, POLICY),
+      peakRssMB: Math.max(...stats.map((st) => Number(st.maxRssBytes ?? 0))) / 2 ** 20,
+      localKeys: Math.max(...stats.map((st) => Number(st.localKeys ?? 0))),
+      focusCmdsPerReq: out.focusRequests ? focusCommands / out.focusRequests : undefined,
+      extra: out.extra,
+      timeline: out.timeline,
     };
   } finally {
-    await server.stop();
-    admin.disconnect();
+    await Promise.all(servers.map((x) => x.stop()));
   }
 }
 
+const f = (n: number, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : '-');
+
 function table(rows: Row[]): string {
   const head =
-    '| scenario | system | req/s | × ceiling | server CPU µs/req | p50 ms | p99 ms | p99.9 ms | 200 | 429 | errors | Redis cmds/req | Redis CPU ms/1k req | peak RSS MB | local keys |';
-  const sep = `|${'---|'.repeat(15)}`;
+    '| system | req/s | × ceiling | server CPU µs/req | p50 ms | p99 ms | p99.9 ms | 200 | 429 | errors | Redis cmds/req | Redis CPU ms/1k req | Redis bytes/key | over-admitted | under-admitted | peak RSS MB | local keys |';
+  const sep = `|${'---|'.repeat(17)}`;
   const body = rows.map(
     (r) =>
-      `| ${r.scenario} | ${r.system} | ${r.rps} | ${r.ratio.toFixed(3)} | ${r.serverCpuUsPerReq.toFixed(1)} | ${r.p50} | ${r.p99} | ${r.p999} | ${r.ok} | ${r.limited} | ${r.errors} | ${r.redisCommandsPerReq.toFixed(4)} | ${r.redisCpuMsPer1k.toFixed(2)} | ${r.peakRssMB.toFixed(0)} | ${r.localKeys} |`,
+      `| ${r.system} | ${r.rps} | ${f(r.ratio, 3)} | ${f(r.serverCpuUsPerReq)} | ${f(r.p50, 2)} | ${f(r.p99, 2)} | ${f(r.p999, 2)} | ${r.ok} | ${r.limited} | ${r.errors} | ${f(r.redisCmdsPerReq, 4)} | ${f(r.redisCpuMsPer1k, 2)} | ${f(r.redisBytesPerKey, 0)} | ${r.accuracy.over} (${f(r.accuracy.overPct, 2)}%) | ${r.accuracy.under} (${f(r.accuracy.underPct, 2)}%) | ${f(r.peakRssMB, 0)} | ${r.localKeys} |`,
   );
   return [head, sep, ...body].join('\n');
 }
 
+function abuserTable(rows: Row[]): string {
+  const lines = rows.map((r) => {
+    const e = r.extra ?? {};
+    return `| ${r.system} | ${e.abuserRps} | ${e.abuserAdmitted} | ${f(r.focusCmdsPerReq ?? Number.NaN, 4)} | ${e.normalRequests} | ${e.normal429} | ${f(e.normalP99Quiet ?? 0, 2)} | ${f(e.normalP99WithAbuser ?? 0, 2)} |`;
+  });
+  return [
+    '| system | abuser req/s | abuser admitted | Redis cmds per abuser request | normal requests | normal 429 | normal p99 ms, alone | normal p99 ms, with abuser |',
+    `|${'---|'.repeat(8)}`,
+    ...lines,
+  ].join('\n');
+}
+
+type Target = { target: string; measured: string; met: boolean | null };
+
+function targets(rows: Row[]): Target[] {
+  const get = (scenario: string, system: string) => rows.find((r) => r.scenario === scenario && r.system === system);
+  const out: Target[] = [];
+  const add = (target: string, value: number | undefined, ok: (v: number) => boolean, show: (v: number) => string) => {
+    if (value === undefined || Number.isNaN(value)) return;
+    out.push({ target, measured: show(value), met: ok(value) });
+  };
+  const zipfT = get('max-zipf', 'tandem');
+  add('two-tier throughput ≥ 90% of the no-limiter ceiling (max-zipf)', zipfT?.ratio, (v) => v >= 0.9, (v) => `${f(100 * v)}%`);
+  const flex = get('max-zipf', 'rlflex');
+  if (zipfT && flex) add('two-tier throughput ≥ 1.5× rate-limiter-flexible (max-zipf)', zipfT.rps / flex.rps, (v) => v >= 1.5, (v) => `${f(v, 2)}×`);
+  add('Redis commands/request ≤ 0.2 at full speed, Zipf', zipfT?.redisCmdsPerReq, (v) => v <= 0.2, (v) => f(v, 3));
+  const seedT = get('seed', 'tandem');
+  add('Redis commands/request ≤ 0.35 on the seed model (seed design: 2)', seedT?.redisCmdsPerReq, (v) => v <= 0.35, (v) => `${f(v, 3)} (seed-lua: ${f(get('seed', 'seed-lua')?.redisCmdsPerReq ?? Number.NaN, 2)})`);
+  add('Redis commands/request ≤ 0.01 for the abuser key', get('abuser', 'tandem')?.focusCmdsPerReq, (v) => v <= 0.01, (v) => f(v, 4));
+  const seedNone = get('seed', 'none');
+  if (seedT?.timeline && seedNone?.timeline) {
+    const burst = (tl: Second[]) => tl.filter((s) => s.admitted + s.denied + s.errors > 900).map((s) => s.p99Ms);
+    const mine = burst(seedT.timeline);
+    const base = burst(seedNone.timeline);
+    if (mine.length && base.length) {
+      const added = Math.max(...mine) - Math.max(...base);
+      add('p99 added by the limiter ≤ 0.5 ms at 1,200 req/s (worst burst second vs no limiter)', added, (v) => v <= 0.5, (v) => `${f(v, 2)} ms`);
+    }
+  }
+  for (const sc of ['seed', 'two-nodes']) {
+    const r = get(sc, 'tandem');
+    if (r) {
+      out.push({ target: `over-admission 0 with Redis healthy (${sc})`, measured: `${r.accuracy.over}`, met: r.accuracy.over === 0 });
+      out.push({ target: `under-admission ≤ 1% (${sc})`, measured: `${f(r.accuracy.underPct, 2)}%`, met: r.accuracy.underPct <= 1 });
+    }
+  }
+  add('≤ 100 bytes of Redis memory per client key', seedT?.redisBytesPerKey, (v) => v <= 100, (v) => `${f(v, 0)} B`);
+  return out;
+}
+
 async function main(): Promise<void> {
-  const chosen = values.scenario ? SCENARIOS.filter((s) => s.name === values.scenario) : SCENARIOS;
-  const timelines = values.scenario ? TIMELINES.filter((t) => t === values.scenario) : TIMELINES;
-  if (chosen.length === 0 && timelines.length === 0) {
-    console.error(`unknown scenario ${values.scenario}; known: ${[...SCENARIOS.map((s) => s.name), ...TIMELINES].join(', ')}`);
+  const names = [...SCENARIOS.map((s) => s.name), 'failure'];
+  if (values.scenario && !names.includes(values.scenario)) {
+    console.error(`unknown scenario ${values.scenario}; known: ${names.join(', ')}`);
     process.exit(2);
   }
+  const chosen = SCENARIOS.filter((s) => !values.scenario || s.name === values.scenario);
+  const withFailure = !values.scenario || values.scenario === 'failure';
+
   const redis = await RedisProcess.start();
-  const apiKeys = makeApiKeys(12_000);
+  const admin = redis.client();
+  const ctx: Ctx = { redis, admin, apiKeys: makeApiKeys(12_000) };
+  const plannedSeconds = chosen.reduce((n, s) => n + (s.seconds + 1.5) * s.systems.length, 0) + (withFailure ? 2 * failureSeconds + 4 : 0);
+  const bar = new cliProgress.SingleBar(
+    { format: 'bench {bar} {percentage}% | {what} | ETA {eta_formatted}', hideCursor: true, etaBuffer: 30 },
+    cliProgress.Presets.shades_classic,
+  );
+  bar.start(Math.round(plannedSeconds), 0, { what: 'starting' });
+  const t0 = Date.now();
+  const tick = setInterval(() => bar.update(Math.min(Math.round(plannedSeconds) - 1, Math.round((Date.now() - t0) / 1000))), 500);
+
   const rows: Row[] = [];
   let failure: Awaited<ReturnType<typeof runFailure>> | undefined;
   try {
-    for (const scenario of chosen) {
-      console.log(`\n# ${scenario.name}: ${scenario.describe} (${duration} s each, ${connections} connections)`);
+    for (const s of chosen) {
       const mine: Row[] = [];
-      for (const system of scenario.systems) {
-        process.stdout.write(`  ${system} ... `);
-        const row = await measure(scenario, system, redis, apiKeys);
-        mine.push(row);
-        console.log(
-          `${row.rps} req/s, ${row.serverCpuUsPerReq.toFixed(1)} µs server CPU/req, p99 ${row.p99} ms, ${row.redisCommandsPerReq.toFixed(4)} Redis cmds/req`,
-        );
+      for (const system of s.systems) {
+        bar.update({ what: `${s.name} / ${system}` });
+        mine.push(await measure(s, system, ctx));
       }
       const ceiling = mine.find((r) => r.system === 'none')?.rps ?? 0;
       for (const r of mine) r.ratio = ceiling > 0 ? r.rps / ceiling : 0;
       rows.push(...mine);
     }
-    if (timelines.includes('failure')) {
-      const seconds = Number(values['failure-seconds']);
-      console.log(`\n# failure: seed traffic over two nodes, Redis killed at ${Math.round(seconds / 3)} s, restarted empty at ${Math.round((2 * seconds) / 3)} s`);
-      await (async () => {
-        const admin = redis.client();
-        await admin.flushall();
-        admin.disconnect();
-      })();
-      failure = await runFailure(redis, zipf(apiKeys, 1, 3), seconds);
-      console.log(failureMarkdown(failure));
+    if (withFailure) {
+      bar.update({ what: 'failure' });
+      await admin.flushall();
+      failure = await runFailure(redis, zipf(ctx.apiKeys, 1, 3), failureSeconds);
     }
   } finally {
+    clearInterval(tick);
+    bar.update(Math.round(plannedSeconds), { what: 'done' });
+    bar.stop();
+    admin.disconnect();
     await redis.stop();
   }
+
   const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${os.platform()} ${os.release()}`;
-  let md = `Machine: ${machine}\nDate: ${new Date().toISOString()}\nCommand: npm run bench -- --duration ${duration} --connections ${connections}\n\n${rows.length ? table(rows) : ''}\n`;
-  if (failure) md += `\n## failure\n\n${failureMarkdown(failure)}\n`;
+  const parts = [`Machine: ${machine}`, `Date: ${new Date().toISOString()}`, `Command: npm run bench${smoke ? ':smoke' : ` -- --duration ${duration} --connections ${connections}`}`, ''];
+  for (const s of chosen) {
+    parts.push(`### ${s.name}`, '', s.describe, '', table(rows.filter((r) => r.scenario === s.name)), '');
+    if (s.name === 'abuser') parts.push(abuserTable(rows.filter((r) => r.scenario === 'abuser')), '');
+  }
+  if (failure) parts.push('### failure', '', failureMarkdown(failure), '');
+  const t = targets(rows);
+  if (t.length) {
+    parts.push('### targets', '', '| target | measured | met |', '|---|---|---|');
+    for (const x of t) parts.push(`| ${x.target} | ${x.measured} | ${x.met ? 'yes' : '**no**'} |`);
+    parts.push('');
+  }
+  const md = parts.join('\n');
   console.log(`\n${md}`);
+
   const dir = new URL('./results/', import.meta.url);
   mkdirSync(dir, { recursive: true });
-  writeFileSync(new URL('latest.json', dir), `${JSON.stringify({ machine, duration, connections, rows, failure }, null, 2)}\n`);
-  writeFileSync(new URL('latest.md', dir), md);
-  const failed = rows.filter((r) => r.requests === 0 || r.errors > 0).map((r) => `${r.scenario}/${r.system}`);
-  if (failure && (failure.total === 0 || failure.errors > 0)) failed.push('failure');
-  if (failed.length > 0) {
-    console.error(`runs with errors or no requests: ${failed.join(', ')}`);
+  const suffix = smoke ? '-smoke' : '';
+  writeFileSync(
+    new URL(`latest${suffix}.json`, dir),
+    `${JSON.stringify({ machine, duration, connections, smoke, rows, failure, targets: t }, null, 2)}\n`,
+  );
+  writeFileSync(new URL(`latest${suffix}.md`, dir), md);
+  const seedT = rows.find((r) => r.scenario === 'seed' && r.system === 'tandem');
+  const seedNone = rows.find((r) => r.scenario === 'seed' && r.system === 'none');
+  if (seedT?.timeline) {
+    writeFileSync(
+      new URL(`seed-timeline${suffix}.svg`, dir),
+      timelineSvg('Seed traffic (500 req/s, bursts to 1,200 req/s): tandem, one node', seedT.timeline, seedNone?.timeline ? { name: 'no limiter', seconds: seedNone.timeline } : undefined),
+    );
+  }
+  if (failure) {
+    writeFileSync(
+      new URL(`failure-timeline${suffix}.svg`, dir),
+      timelineSvg(`Failure: Redis killed at ${failure.killAtS} s, restarted empty at ${failure.restartAtS} s (two nodes)`, failure.seconds, {
+        name: 'no limiter',
+        seconds: failure.baseline.seconds,
+      }),
+    );
+  }
+
+  // Every scenario must have run and produced figures; errors are reported, not hidden.
+  const problems: string[] = [];
+  for (const s of chosen) {
+    for (const system of s.systems) {
+      const r = rows.find((x) => x.scenario === s.name && x.system === system);
+      if (!r || r.requests === 0 || !Number.isFinite(r.p99)) problems.push(`${s.name}/${system}: no figures`);
+      else if (r.errors > 0) problems.push(`${s.name}/${system}: ${r.errors} errors`);
+    }
+  }
+  if (withFailure && (!failure || failure.total === 0)) problems.push('failure: no figures');
+  else if (failure && failure.errors > 0) problems.push(`failure: ${failure.errors} errors`);
+  if (problems.length) {
+    console.error(`bench problems:\n  ${problems.join('\n  ')}`);
     process.exitCode = 1;
+  } else {
+    console.log(`bench: ${rows.length + (failure ? 1 : 0)} runs produced figures`);
   }
 }
 

@@ -5,17 +5,22 @@
  */
 import { Redis } from 'ioredis';
 
-export type CommandCounter = { count(): number; stop(): Promise<void> };
+export type CommandCounter = { count(): number; matching(): number; stop(): Promise<void> };
 
-export async function countCommands(url: string): Promise<CommandCounter> {
+/** `match` picks out the commands of interest (say, those naming one client's key). */
+export async function countCommands(url: string, match?: (args: string[]) => boolean): Promise<CommandCounter> {
   const client = new Redis(url);
   const monitor = await client.monitor();
   let n = 0;
-  monitor.on('monitor', (_time: string, _args: string[], source: string) => {
-    if (source !== 'lua') n++;
+  let m = 0;
+  monitor.on('monitor', (_time: string, args: string[], source: string) => {
+    if (source === 'lua') return;
+    n++;
+    if (match?.(args)) m++;
   });
   return {
     count: () => n,
+    matching: () => m,
     stop: async () => {
       monitor.disconnect();
       client.disconnect();

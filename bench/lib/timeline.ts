@@ -24,7 +24,16 @@ export type Second = {
   p99Ms: number;
 };
 
-export type TimelineResult = { seconds: Second[]; total: number; admitted: number; denied: number; errors: number; p99Ms: number };
+export type TimelineResult = {
+  seconds: Second[];
+  total: number;
+  admitted: number;
+  denied: number;
+  errors: number;
+  p50Ms: number;
+  p99Ms: number;
+  p999Ms: number;
+};
 
 /** The seed traffic model: 500 req/s steady with 4-second bursts to 1,200 req/s. */
 export function seedSchedule(totalSeconds: number, burstEvery = 10): Phase[] {
@@ -110,6 +119,8 @@ export async function runTimeline(
     admitted: sum((s) => s.admitted),
     denied: sum((s) => s.denied),
     errors: sum((s) => s.errors),
+    p50Ms: percentile(all, 50),
     p99Ms: percentile(all, 99),
+    p999Ms: percentile(all, 99.9),
   };
 }

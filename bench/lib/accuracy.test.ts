@@ -1,0 +1,30 @@
+import { describe, expect, it } from 'vitest';
+import { accuracy } from './accuracy.js';
+
+const policy = { capacity: 2, refillPerSec: 1 };
+
+describe('accuracy', () => {
+  it('counts nothing for a perfect limiter', () => {
+    const r = accuracy([{ times: [0, 1, 2, 1000, 1001], keys: ['a', 'a', 'a', 'a', 'a'], statuses: [200, 200, 429, 200, 429] }], policy);
+    expect(r).toMatchObject({ decisions: 5, admitted: 3, over: 0, under: 0 });
+  });
+
+  it('counts an admission beyond the bucket as over, a denial with a token left as under', () => {
+    const over = accuracy([{ times: [0, 1, 2], keys: ['a', 'a', 'a'], statuses: [200, 200, 200] }], policy);
+    expect(over.over).toBe(1);
+    const under = accuracy([{ times: [0, 1], keys: ['a', 'b'], statuses: [429, 200] }], policy);
+    expect(under.under).toBe(1);
+  });
+
+  it('merges nodes by time and keeps keys apart', () => {
+    const r = accuracy(
+      [
+        { times: [0, 2], keys: ['a', 'b'], statuses: [200, 200] },
+        { times: [1, 3], keys: ['a', 'a'], statuses: [200, 200] },
+      ],
+      policy,
+    );
+    expect(r.over).toBe(1);
+    expect(r.decisions).toBe(4);
+  });
+});
