@@ -12,8 +12,10 @@ ARGV[5]  extra: tokens wanted ahead of demand (at most half of what is left is g
 ARGV[6]  report: grantedAt (ms) of the lease being reported, 0 for none
 ARGV[7]  report: tokens registered to that lease
 ARGV[8]  report: tokens of it still unused
-ARGV[9]  report: ms since the node's last spend of it
-ARGV[10] report: 1 keep the unused tokens (renewal), 0 give them back
+ARGV[9]  report: 1 keep the unused tokens (renewal), 0 give them back
+ARGV[10] report: number of spend groups n (at most 16)
+ARGV[11..10+2n] report: spend groups oldest first, as pairs (ms since the
+         group's latest spend, tokens spent in the group)
 
 Reply: { granted, kept (0/1), grantedAt (ms, Redis TIME), remaining (whole tokens),
          retryAfterMs (ms until a whole token is back, when less than one is left; else 0), fullInMs }
@@ -32,8 +34,8 @@ local extra = tonumber(ARGV[5])
 local rGrantedAt = tonumber(ARGV[6])
 local rRegistered = tonumber(ARGV[7])
 local rUnused = tonumber(ARGV[8])
-local rAge = tonumber(ARGV[9])
-local rKeep = ARGV[10] == '1'
+local rKeep = ARGV[9] == '1'
+local rGroups = math.min(16, tonumber(ARGV[10]) or 0)
 
 local function floor6(x) return math.floor(x * 1e6) / 1e6 end
 
@@ -58,10 +60,13 @@ end
 local reportValid = rGrantedAt > 0 and leased > 0 and rGrantedAt >= epoch
 local expired = leased > 0 and now >= deadline
 local dl = math.max(deadline, updated)
-local spendAt = math.min(now, math.max(updated, now - rAge))
-if reportValid and not (expired and spendAt > dl) then
-  advance(spendAt)
-  leased = math.max(0, leased - math.max(0, rRegistered - rUnused))
+if reportValid then
+  for i = 1, rGroups do
+    local spendAt = math.min(now, math.max(updated, now - tonumber(ARGV[9 + 2 * i])))
+    if expired and spendAt > dl then break end
+    advance(spendAt)
+    leased = math.max(0, leased - tonumber(ARGV[10 + 2 * i]))
+  end
 end
 if expired then
   advance(dl)

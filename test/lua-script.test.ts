@@ -44,9 +44,21 @@ describe('lua/lease.lua', () => {
     };
     for (let i = 0; i < 300; i++) {
       const keep = rnd() > 0.2;
-      const report: LeaseReport | undefined = held
-        ? { ...held, unused: Math.floor(rnd() * (held.registered + 1)), spentAgeMs: Math.floor(rnd() * 30), keep }
-        : undefined;
+      let report: LeaseReport | undefined;
+      if (held) {
+        const unused = Math.floor(rnd() * (held.registered + 1));
+        // Up to 20 groups (the script reads 16), oldest first.
+        const groups: [number, number][] = [];
+        let left = held.registered - unused;
+        let age = Math.floor(rnd() * 60);
+        while (left > 0) {
+          const c = 1 + Math.floor(rnd() * Math.min(left, 3));
+          groups.push([age, c]);
+          left -= c;
+          age = Math.max(0, age - Math.floor(rnd() * 5));
+        }
+        report = { ...held, unused, spends: groups, keep };
+      }
       const req = { need: Math.floor(rnd() * 6), extra: Math.floor(rnd() * 10), leaseTtlMs: 20 + Math.floor(rnd() * 200), report };
       const reply = await store.lease('diff-client', policy, req);
       const expected = leaseStep(model, policy, req, reply.grantedAtMs);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type BucketPolicy, type GlobalBucketState, type LeaseReport, leaseStep } from './global-bucket.js';
+import { type BucketPolicy, type GlobalBucketState, type LeaseReport, leaseStep, spendGroups } from './global-bucket.js';
 
 const policy: BucketPolicy = { capacity: 40, refillPerSec: 10 };
 const T0 = 1_700_000_000_000;
@@ -27,7 +27,7 @@ describe('leaseStep', () => {
   it('denies with the time until the next token, counting refill from the spend', () => {
     const first = leaseStep(undefined, policy, { need: 40, extra: 0, leaseTtlMs: 1000 }, T0);
     expect(first.reply.granted).toBe(40);
-    const report: LeaseReport = { grantedAtMs: T0, registered: 40, unused: 0, spentAgeMs: 0, keep: true };
+    const report: LeaseReport = { grantedAtMs: T0, registered: 40, unused: 0, spends: [[0, 40]], keep: true };
     const denied = leaseStep(first.state, policy, { need: 1, extra: 0, leaseTtlMs: 1000, report }, T0);
     expect(denied.reply.granted).toBe(0);
     expect(denied.reply.retryAfterMs).toBe(100);
@@ -40,7 +40,7 @@ describe('leaseStep', () => {
     // Node leases all 40, spends them 900 ms later; without lease accounting the bucket
     // would have refilled to 40 meanwhile and 80 tokens would be spendable around t=900.
     const leased = leaseStep(undefined, policy, { need: 40, extra: 0, leaseTtlMs: 5000 }, T0);
-    const report: LeaseReport = { grantedAtMs: T0, registered: 40, unused: 0, spentAgeMs: 100, keep: true };
+    const report: LeaseReport = { grantedAtMs: T0, registered: 40, unused: 0, spends: [[100, 40]], keep: true };
     const next = leaseStep(leased.state, policy, { need: 40, extra: 0, leaseTtlMs: 5000, report }, T0 + 1000);
     // Spent at t=900: only 100 ms of refill since then.
     expect(next.reply.granted).toBe(1);
@@ -48,7 +48,7 @@ describe('leaseStep', () => {
 
   it('returns unused tokens, capped at capacity', () => {
     const leased = leaseStep(undefined, policy, { need: 10, extra: 0, leaseTtlMs: 5000 }, T0);
-    const report: LeaseReport = { grantedAtMs: T0, registered: 10, unused: 10, spentAgeMs: 0, keep: false };
+    const report: LeaseReport = { grantedAtMs: T0, registered: 10, unused: 10, spends: [], keep: false };
     const back = leaseStep(leased.state, policy, { need: 0, extra: 0, leaseTtlMs: 5000, report }, T0 + 2000);
     expect(back.state.leased).toBe(0);
     expect(back.state.tokens).toBe(40);
@@ -59,7 +59,7 @@ describe('leaseStep', () => {
     const later = leaseStep(leased.state, policy, { need: 0, extra: 0, leaseTtlMs: 1000 }, T0 + 1500);
     expect(later.state.leased).toBe(0);
     expect(later.state.tokens).toBe(5); // refill from the deadline on
-    const stale: LeaseReport = { grantedAtMs: T0, registered: 40, unused: 40, spentAgeMs: 0, keep: false };
+    const stale: LeaseReport = { grantedAtMs: T0, registered: 40, unused: 40, spends: [], keep: false };
     const ignored = leaseStep(later.state, policy, { need: 0, extra: 0, leaseTtlMs: 1000, report: stale }, T0 + 1500);
     expect(ignored.state.tokens).toBe(5);
     expect(ignored.reply.kept).toBe(false);
@@ -67,10 +67,40 @@ describe('leaseStep', () => {
 
   it('keeps a renewing lease registered and reports it kept', () => {
     const a = leaseStep(undefined, policy, { need: 5, extra: 0, leaseTtlMs: 1000 }, T0);
-    const report: LeaseReport = { grantedAtMs: T0, registered: 5, unused: 3, spentAgeMs: 10, keep: true };
+    const report: LeaseReport = { grantedAtMs: T0, registered: 5, unused: 3, spends: [[10, 2]], keep: true };
     const b = leaseStep(a.state, policy, { need: 0, extra: 4, leaseTtlMs: 1000, report }, T0 + 50);
     expect(b.reply.kept).toBe(true);
     expect(b.state.leased).toBe(3 + b.reply.granted);
+  });
+
+  it('releases refill from each spend group\'s time, not only from the last spend', () => {
+    // 20 tokens leased at T0 (20 left in the bucket, so refill is capped at 20 while they are out),
+    // spent evenly over 2 s and reported at T0 + 2000.
+    const a = leaseStep(undefined, policy, { need: 20, extra: 0, leaseTtlMs: 10_000 }, T0);
+    const times = Array.from({ length: 20 }, (_, i) => T0 + 100 * (i + 1));
+    const report: LeaseReport = { grantedAtMs: T0, registered: 20, unused: 0, spends: spendGroups(times, T0 + 2000), keep: true };
+    const b = leaseStep(a.state, policy, { need: 0, extra: 0, leaseTtlMs: 10_000, report }, T0 + 2000);
+    // Ideal bucket: 20 + 20 refilled - (the cap only binds while unspent + bucket > 40) = 39..40.
+    expect(b.state.tokens).toBeGreaterThanOrEqual(38);
+    // Dated by the last spend only, the whole 2 s of refill would be lost.
+    const lastOnly: LeaseReport = { ...report, spends: [[0, 20]] };
+    expect(leaseStep(a.state, policy, { need: 0, extra: 0, leaseTtlMs: 10_000, report: lastOnly }, T0 + 2000).state.tokens).toBe(20);
+  });
+
+  it('groups spends into at most 16 runs dated by their latest spend', () => {
+    expect(spendGroups([], 10)).toEqual([]);
+    expect(spendGroups([1, 2, 3], 10)).toEqual([
+      [9, 1],
+      [8, 1],
+      [7, 1],
+    ]);
+    const g = spendGroups(
+      Array.from({ length: 100 }, (_, i) => i),
+      100,
+    );
+    expect(g).toHaveLength(16);
+    expect(g.reduce((n, [, c]) => n + c, 0)).toBe(100);
+    expect(g[15]).toEqual([1, 7]);
   });
 
   it('never refills backwards when the store clock steps back', () => {
@@ -103,7 +133,7 @@ type SimNode = {
   registered: number;
   grantedAt: number;
   expiresAt: number;
-  lastSpend: number;
+  spendTimes: number[];
   inflight: boolean;
 };
 
@@ -120,7 +150,7 @@ function simulate(seed: number): { admitted: number[]; policy: BucketPolicy } {
     registered: 0,
     grantedAt: 0,
     expiresAt: 0,
-    lastSpend: 0,
+    spendTimes: [],
     inflight: false,
   }));
   let state: GlobalBucketState | undefined;
@@ -131,9 +161,12 @@ function simulate(seed: number): { admitted: number[]; policy: BucketPolicy } {
   const delay = () => rnd() * 20;
 
   const send = (n: SimNode, t: number, need: number, keep: boolean) => {
+    // Random grouping (not only spendGroups') must be safe too: any group dated by its latest spend.
+    const spends = rnd() < 0.5 ? spendGroups(n.spendTimes, t) : [[t - (n.spendTimes.at(-1) ?? t), n.spendTimes.length] as [number, number]];
+    n.spendTimes = [];
     const report =
       n.grantedAt > 0
-        ? { grantedAtMs: n.grantedAt, registered: n.registered, unused: t < n.expiresAt ? n.tokens : 0, spentAgeMs: t - n.lastSpend, keep }
+        ? { grantedAtMs: n.grantedAt, registered: n.registered, unused: t < n.expiresAt ? n.tokens : 0, spends, keep }
         : undefined;
     const unusedAtSend = report?.unused ?? 0;
     if (!keep) {
@@ -160,7 +193,7 @@ function simulate(seed: number): { admitted: number[]; policy: BucketPolicy } {
         n.expiresAt = t + ttl;
         if (need > 0 && n.tokens >= 1 && tr < n.expiresAt) {
           n.tokens--;
-          n.lastSpend = tr;
+          n.spendTimes.push(tr);
           admitted.push(tr);
         }
       });
@@ -168,15 +201,17 @@ function simulate(seed: number): { admitted: number[]; policy: BucketPolicy } {
   };
 
   let t = 0;
+  // Some runs spend in bursts, some slowly (leases held while they are spent).
+  const gapMs = rnd() < 0.5 ? 2 : 80;
   for (let i = 0; i < 600; i++) {
-    // Bursts and gaps: many arrivals 0-2 ms apart, sometimes a pause of up to 3 s.
-    t += rnd() < 0.05 ? rnd() * 3000 : rnd() * 2;
+    // Bursts and gaps: arrivals 0-gapMs apart, sometimes a pause of up to 3 s.
+    t += rnd() < 0.05 ? rnd() * 3000 : rnd() * gapMs;
     const n = nodes[Math.floor(rnd() * nodes.length)] as SimNode;
     const roll = rnd();
     at(t, (ta) => {
       if (n.tokens >= 1 && ta < n.expiresAt) {
         n.tokens--;
-        n.lastSpend = ta;
+        n.spendTimes.push(ta);
         admitted.push(ta);
         if (!n.inflight && roll < 0.2) send(n, ta, 0, true); // refill-ahead
       } else if (!n.inflight) {

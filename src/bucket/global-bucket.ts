@@ -18,10 +18,13 @@
  * interval T are at most capacity + refill * T, across any number of nodes.
  *
  * Counting spent-but-unreported tokens as leased would hold back refill, so a
- * node reports how many it spent and how long ago its last spend was; refill is
- * computed piecewise: capped by the old `leased` up to that moment, by the
- * reduced one after it. A node's own clock never decides anything: it sends an
- * age (a duration), and the bucket's clock is the store's (Redis `TIME`).
+ * node reports when it spent them: up to 16 groups of (age, count), oldest
+ * first, each group dated by its latest spend. Refill is computed piecewise:
+ * capped by `leased` up to a group's time, by `leased` minus that group after
+ * it. Dating a group by its latest spend can only hold refill back a little
+ * longer than needed, never release it early. A node's own clock never decides
+ * anything: it sends ages (durations), and the bucket's clock is the store's
+ * (Redis `TIME`).
  *
  * Leases expire: a node stops spending a lease `leaseTtlMs` after it *sent* the
  * request, which is no later than `grant time + leaseTtlMs` on the store's clock.
@@ -62,8 +65,11 @@ export type LeaseReport = {
   registered: number;
   /** Tokens of it not spent yet. */
   unused: number;
-  /** Milliseconds between the node's last spend of this lease and sending the report. */
-  spentAgeMs: number;
+  /**
+   * The spends since the last report, oldest first, as [ms between the group's
+   * latest spend and sending the report, tokens spent in the group].
+   */
+  spends: ReadonlyArray<readonly [number, number]>;
   /** true: the node keeps its unused tokens (renewal); false: it gives them back. */
   keep: boolean;
 };
@@ -100,6 +106,27 @@ export type LeaseStep = {
 
 const floor6 = (x: number): number => Math.floor(x * 1e6) / 1e6;
 
+/** Most spend groups a report carries (the Lua script reads no more). */
+export const MAX_SPEND_GROUPS = 16;
+
+/**
+ * Groups spend times (ascending) into at most MAX_SPEND_GROUPS runs of about
+ * equal size, each dated by its latest spend, as [age at `nowMs`, count] pairs.
+ */
+export function spendGroups(times: readonly number[], nowMs: number): [number, number][] {
+  const n = times.length;
+  if (n === 0) return [];
+  const groups = Math.min(MAX_SPEND_GROUPS, n);
+  const out: [number, number][] = [];
+  let start = 0;
+  for (let g = 1; g <= groups; g++) {
+    const end = Math.floor((g * n) / groups);
+    if (end > start) out.push([Math.max(0, Math.round(nowMs - (times[end - 1] as number))), end - start]);
+    start = end;
+  }
+  return out;
+}
+
 /** A bucket nobody has touched: full, nothing leased. */
 export function freshBucket(policy: BucketPolicy, nowMs: number): GlobalBucketState {
   return { tokens: policy.capacity, updatedMs: nowMs, leased: 0, leaseDeadlineMs: 0, epochMs: 0 };
@@ -135,11 +162,15 @@ export function leaseStep(
   const reportValid = r !== undefined && s.leased > 0 && r.grantedAtMs >= s.epochMs;
   const expired = s.leased > 0 && now >= s.leaseDeadlineMs;
   const deadline = Math.max(s.leaseDeadlineMs, s.updatedMs);
-  const spendAt = r ? Math.min(now, Math.max(s.updatedMs, now - r.spentAgeMs)) : now;
-  if (r && reportValid && !(expired && spendAt > deadline)) {
-    // The reported spends happened no later than spendAt: from then on they no longer hold refill back.
-    advance(spendAt);
-    s.leased = Math.max(0, s.leased - Math.max(0, r.registered - r.unused));
+  if (r && reportValid) {
+    // The reported spends happened no later than their group's time: from then on
+    // they no longer hold refill back. Spends after the deadline cannot exist.
+    for (const [ageMs, count] of r.spends.slice(0, MAX_SPEND_GROUPS)) {
+      const spendAt = Math.min(now, Math.max(s.updatedMs, now - ageMs));
+      if (expired && spendAt > deadline) break;
+      advance(spendAt);
+      s.leased = Math.max(0, s.leased - count);
+    }
   }
   if (expired) {
     // Every outstanding lease is dead: nothing holds refill back after the deadline.

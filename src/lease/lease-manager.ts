@@ -35,7 +35,7 @@
  *   their lease expires, in every mode.
  */
 import { LRUMap, Queue } from 'mnemonist';
-import type { BucketPolicy, LeaseReply, LeaseReport } from '../bucket/global-bucket.js';
+import { type BucketPolicy, type LeaseReply, type LeaseReport, spendGroups } from '../bucket/global-bucket.js';
 import { type TokenBucket, takeToken } from '../bucket/token-bucket.js';
 import type { CircuitBreaker } from '../resilience/circuit-breaker.js';
 import { type Logger, throttled } from '../log/logger.js';
@@ -110,7 +110,8 @@ class KeyState {
   /** Store time of the current lease, 0 when none. */
   grantedAtMs = 0;
   expiresAt = 0;
-  lastSpendAt = 0;
+  /** When each token of the current lease was spent, since the last report (for refill). */
+  spendTimes: number[] = [];
   lastGrant = 0;
   inflight = false;
   waiters: Waiter[] = [];
@@ -251,7 +252,7 @@ export class LeaseManager {
 
   #spend(k: KeyState, now: number): Decision {
     k.tokens--;
-    k.lastSpendAt = now;
+    k.spendTimes.push(now);
     const p = k.policy;
     const remaining = this.#remaining(k, now);
     return {
@@ -296,13 +297,16 @@ export class LeaseManager {
     return Math.min(Math.floor(k.lastGrant / 2), Math.ceil(this.#aheadMs / Math.max(k.intervalMs, 0.01)));
   }
 
+  /** The report on the current lease; its spends are handed over (the next report starts empty). */
   #report(k: KeyState, now: number, keep: boolean): LeaseReport | undefined {
+    const spends = spendGroups(k.spendTimes, now);
+    k.spendTimes = [];
     if (k.grantedAtMs === 0) return undefined;
     return {
       grantedAtMs: k.grantedAtMs,
       registered: k.registered,
       unused: now < k.expiresAt ? k.tokens : 0,
-      spentAgeMs: Math.max(0, now - k.lastSpendAt),
+      spends,
       keep,
     };
   }

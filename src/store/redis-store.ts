@@ -18,7 +18,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
-import type { BucketPolicy, LeaseReply, LeaseRequest } from '../bucket/global-bucket.js';
+import { type BucketPolicy, type LeaseReply, type LeaseRequest, MAX_SPEND_GROUPS } from '../bucket/global-bucket.js';
 import { type GlobalStore, StoreUnavailableError } from './global-store.js';
 import { bucketKeyName } from './key-name.js';
 
@@ -111,21 +111,21 @@ export class RedisStore implements GlobalStore {
 
   async lease(clientId: string, policy: BucketPolicy, req: LeaseRequest): Promise<LeaseReply> {
     const r = req.report;
-    const raw = await this.#call('lease', () =>
-      this.#scripts.rlLease(
-        bucketKeyName(this.#prefix, clientId),
-        policy.capacity,
-        policy.refillPerSec,
-        req.leaseTtlMs,
-        req.need,
-        req.extra,
-        r ? r.grantedAtMs : 0,
-        r ? r.registered : 0,
-        r ? r.unused : 0,
-        r ? Math.max(0, Math.round(r.spentAgeMs)) : 0,
-        r?.keep ? 1 : 0,
-      ),
-    );
+    const args: (string | number)[] = [
+      policy.capacity,
+      policy.refillPerSec,
+      req.leaseTtlMs,
+      req.need,
+      req.extra,
+      r ? r.grantedAtMs : 0,
+      r ? r.registered : 0,
+      r ? r.unused : 0,
+      r?.keep ? 1 : 0,
+    ];
+    const groups = r ? r.spends.slice(0, MAX_SPEND_GROUPS) : [];
+    args.push(groups.length);
+    for (const [age, count] of groups) args.push(Math.max(0, Math.round(age)), count);
+    const raw = await this.#call('lease', () => this.#scripts.rlLease(bucketKeyName(this.#prefix, clientId), ...args));
     return parseLeaseReply(raw);
   }
 
