@@ -5,7 +5,7 @@ const policy = { capacity: 2, refillPerSec: 1 };
 
 describe('accuracy', () => {
   it('counts nothing for a perfect limiter', () => {
-    const r = accuracy([{ times: [0, 1, 2, 1000, 1001], keys: ['a', 'a', 'a', 'a', 'a'], statuses: [200, 200, 429, 200, 429] }], policy);
+    const r = accuracy([{ times: [0, 1, 2, 1010, 1011], keys: ['a', 'a', 'a', 'a', 'a'], statuses: [200, 200, 429, 200, 429] }], policy);
     expect(r).toMatchObject({ decisions: 5, admitted: 3, over: 0, under: 0 });
   });
 
@@ -14,6 +14,12 @@ describe('accuracy', () => {
     expect(over.over).toBe(1);
     const under = accuracy([{ times: [0, 1], keys: ['a', 'b'], statuses: [429, 200] }], policy);
     expect(under.under).toBe(1);
+    // Admitting the same number a little later costs one under-admission per shift, not one per request.
+    const shifted = accuracy(
+      [{ times: [0, 1, 1000, 1001, 1002, 1003], keys: Array(6).fill('a'), statuses: [200, 200, 429, 429, 429, 200] }],
+      policy,
+    );
+    expect(shifted).toMatchObject({ over: 0, under: 1 });
   });
 
   it('merges nodes by time and keeps keys apart', () => {

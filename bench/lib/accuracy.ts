@@ -1,18 +1,20 @@
 /**
- * Accuracy from a record of every decision (time, key, status), merged across
- * nodes, against an ideal single token bucket per key fed the same arrivals:
+ * Accuracy from a record of every decision (arrival time, key, status), merged
+ * across nodes, against an ideal single token bucket per key fed the same
+ * arrivals:
  *
- * - over-admission: an admitted request that finds less than one token in a bucket
- *   charged with every request the system admitted before it, i.e. an admission
- *   that breaks "admitted ≤ capacity + refill × T" for some interval;
- * - under-admission: a denied request that finds a whole token in that same
- *   bucket, i.e. one the ideal bucket would have admitted given what the system
- *   admitted before.
+ * - over-admission: admissions beyond what the bucket allows. Replaying the
+ *   system's own admissions through the ideal bucket, an admission that finds
+ *   less than one token breaks "admitted ≤ capacity + refill × T" for some
+ *   interval T: it is counted and not charged.
+ * - under-admission: requests the system denied that the ideal bucket, run on
+ *   its own over the same arrivals, admits.
  *
- * Times are the requests' arrivals at the node; a limiter decides a little later
- * (after a Redis round trip, say), when a little more has refilled.
- * `toleranceTokens` (default 0.1 token = 10 ms of refill at 10/s) absorbs that,
- * so these counts flag systematic errors, not scheduling jitter.
+ * A limiter decides a little after the arrival (after a Redis round trip, say),
+ * when a little more has refilled; `toleranceTokens` (default 0.1 token = 10 ms
+ * at 10/s) absorbs that in the over-admission replay. The under-admission count
+ * needs none, but a system that admits the same number of requests a few
+ * milliseconds later than the ideal one is charged for the shift.
  */
 export type Decisions = { times: number[]; keys: string[]; statuses: number[] };
 
@@ -50,15 +52,20 @@ export function accuracy(records: Decisions[], policy: { capacity: number; refil
   let under = 0;
   for (const list of byKey.values()) {
     list.sort((a, b) => a.t - b.t);
-    let tokens = policy.capacity;
+    let replay = policy.capacity; // charged with the system's admissions
+    let ideal = policy.capacity; // deciding on its own
     let at = (list[0] as Ev).t;
     for (const e of list) {
-      tokens = Math.min(policy.capacity, tokens + (e.t - at) * perMs);
+      const refill = (e.t - at) * perMs;
       at = e.t;
+      replay = Math.min(policy.capacity, replay + refill);
+      ideal = Math.min(policy.capacity, ideal + refill);
+      const idealAdmits = ideal >= 1;
+      if (idealAdmits) ideal -= 1;
       if (e.ok) {
-        if (tokens >= 1 - toleranceTokens) tokens = Math.max(0, tokens - 1);
+        if (replay >= 1 - toleranceTokens) replay = Math.max(0, replay - 1);
         else over++;
-      } else if (tokens >= 1 + toleranceTokens) {
+      } else if (idealAdmits) {
         under++;
       }
     }
