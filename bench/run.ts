@@ -7,6 +7,8 @@
  *   npm run bench                           all scenarios
  *   npm run bench -- --scenario abuser      one scenario
  *   npm run bench -- --duration 5           seconds per closed-loop run (default 10)
+ *   npm run bench -- --seed-seconds 30      length of the seed-model run (default 60)
+ *   npm run bench -- --systems none,tandem  only these systems
  *   npm run bench:smoke                     every scenario for ~2 s: checks figures exist
  *
  * Writes bench/results/latest.json, latest.md and seed-timeline.svg.
@@ -17,6 +19,7 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import cliProgress from 'cli-progress';
 import type { Redis } from 'ioredis';
+import { scopedClientId } from '../src/http/rate-limit-middleware.js';
 import { hashClientId } from '../src/store/key-name.js';
 import { RedisProcess } from '../test/helpers/redis-server.js';
 import { type Accuracy, type Decisions, accuracy } from './lib/accuracy.js';
@@ -35,12 +38,15 @@ const { values } = parseArgs({
     duration: { type: 'string', default: '10' },
     connections: { type: 'string', default: '50' },
     smoke: { type: 'boolean', default: false },
+    systems: { type: 'string' },
+    'seed-seconds': { type: 'string' },
   },
 });
+const onlySystems = values.systems?.split(',');
 const smoke = values.smoke ?? false;
 const duration = smoke ? 2 : Number(values.duration);
 const connections = Number(values.connections);
-const seedSeconds = smoke ? 3 : Math.max(20, 2 * duration);
+const seedSeconds = smoke ? 3 : Number(values['seed-seconds'] ?? 60);
 const failureSeconds = smoke ? 6 : 30;
 
 /** What one load run saw from the client side. */
@@ -240,7 +246,7 @@ async function measure(s: Scenario, system: string, ctx: Ctx): Promise<Row> {
     const focus = { key: '' };
     const counter = await countCommands(ctx.redis.url, (args) => {
       if (!focus.key) return false;
-      const hashed = hashClientId(focus.key);
+      const hashed = hashClientId(scopedClientId('default', focus.key));
       return args.some((a) => a.includes(focus.key) || a.includes(hashed));
     });
     focus.key = s.name === 'abuser' ? (ctx.apiKeys[ctx.apiKeys.length - 1] as string) : '';
@@ -257,6 +263,11 @@ async function measure(s: Scenario, system: string, ctx: Ctx): Promise<Row> {
     const stats = await Promise.all(servers.map((x) => x.stats()));
     const decisions = await Promise.all(servers.map(async (x) => (await (await fetch(`${x.url}/__bench/decisions`)).json()) as Decisions));
     const serverCpu = stats.reduce((sum, st, i) => sum + Number(st.cpuMicros) - (serverCpu0[i] as number), 0);
+    // The lease manager's own counters, summed over nodes (tandem systems only).
+    const counters: Record<string, number> = {};
+    for (const name of ['leaseCalls', 'aheadCalls', 'returnCalls', 'degradedDecisions']) {
+      if (stats.some((st) => st[name] !== undefined)) counters[name] = stats.reduce((n, st) => n + Number(st[name] ?? 0), 0);
+    }
     const usesRedis = REDIS_SYSTEMS.has(system);
     return {
       scenario: s.name,
@@ -279,7 +290,7 @@ async function measure(s: Scenario, system: string, ctx: Ctx): Promise<Row> {
       peakRssMB: Math.max(...stats.map((st) => Number(st.maxRssBytes ?? 0))) / 2 ** 20,
       localKeys: Math.max(...stats.map((st) => Number(st.localKeys ?? 0))),
       focusCmdsPerReq: out.focusRequests ? focusCommands / out.focusRequests : undefined,
-      extra: out.extra,
+      extra: { ...counters, ...out.extra },
       timeline: out.timeline,
     };
   } finally {
@@ -356,7 +367,10 @@ async function main(): Promise<void> {
     console.error(`unknown scenario ${values.scenario}; known: ${names.join(', ')}`);
     process.exit(2);
   }
-  const chosen = SCENARIOS.filter((s) => !values.scenario || s.name === values.scenario);
+  const chosen = SCENARIOS.filter((s) => !values.scenario || s.name === values.scenario).map((s) => ({
+    ...s,
+    systems: s.systems.filter((x) => !onlySystems || onlySystems.includes(x)),
+  }));
   const withFailure = !values.scenario || values.scenario === 'failure';
 
   const redis = await RedisProcess.start();
@@ -381,7 +395,7 @@ async function main(): Promise<void> {
         mine.push(await measure(s, system, ctx));
       }
       const ceiling = mine.find((r) => r.system === 'none')?.rps ?? 0;
-      for (const r of mine) r.ratio = ceiling > 0 ? r.rps / ceiling : 0;
+      for (const r of mine) r.ratio = ceiling > 0 ? r.rps / ceiling : Number.NaN;
       rows.push(...mine);
     }
     if (withFailure) {

@@ -31,7 +31,9 @@ function build(): Target {
   }
   if (system === 'tandem' || system === 'tandem-local') {
     const env = system === 'tandem' ? { REDIS_URL: redisUrl } : {};
-    const svc = createService(loadConfig({ ...env, LEASE_TTL_MS: process.env.LEASE_TTL_MS }), { logger: silentLogger() });
+    // Lease settings can be overridden from the bench's environment to compare them.
+    const lease = { LEASE_TTL_MS: process.env.LEASE_TTL_MS, LEASE_COLD_TOKENS: process.env.LEASE_COLD_TOKENS, LEASE_MAX_TOKENS: process.env.LEASE_MAX_TOKENS };
+    const svc = createService(loadConfig({ ...env, ...lease }), { logger: silentLogger() });
     void svc.start(5000);
     return {
       app: svc.app as unknown as Hono,

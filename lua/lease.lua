@@ -61,11 +61,15 @@ local reportValid = rGrantedAt > 0 and leased > 0 and rGrantedAt >= epoch
 local expired = leased > 0 and now >= deadline
 local dl = math.max(deadline, updated)
 if reportValid then
+  -- A lease cannot have spent more than was registered to it.
+  local budget = rRegistered
   for i = 1, rGroups do
     local spendAt = math.min(now, math.max(updated, now - tonumber(ARGV[9 + 2 * i])))
     if expired and spendAt > dl then break end
     advance(spendAt)
-    leased = math.max(0, leased - tonumber(ARGV[10 + 2 * i]))
+    local c = math.max(0, math.min(tonumber(ARGV[10 + 2 * i]), budget))
+    budget = budget - c
+    leased = math.max(0, leased - c)
   end
 end
 if expired then
@@ -96,6 +100,9 @@ end
 if granted > 0 then
   tokens = floor6(tokens - granted)
   leased = leased + granted
+end
+-- A renewal that keeps its tokens extends their life too, even when nothing new is granted.
+if granted > 0 or kept == 1 then
   deadline = math.max(deadline, now + leaseTtl)
 end
 

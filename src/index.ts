@@ -6,7 +6,7 @@
  */
 export { createMiddleware, type RateLimitEnv, type RateLimitInfo, type RateLimitOptions, type Limiter } from './http/rate-limit-middleware.js';
 export { LeaseManager, type Decision, type Policy, type LeaseManagerOptions } from './lease/lease-manager.js';
-export { systemClock, FakeClock, type Clock } from './lease/clock.js';
+export { systemClock, type Clock } from './lease/clock.js';
 export { RedisStore, type RedisStoreOptions } from './store/redis-store.js';
 export { MemoryStore } from './store/memory-store.js';
 export { StoreUnavailableError, type GlobalStore } from './store/global-store.js';

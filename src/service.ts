@@ -71,6 +71,7 @@ export function createService(config: Config, deps: { logger: Logger; clock?: Cl
     maxKeys: config.localMaxKeys,
     leaseTtlMs: config.leaseTtlMs,
     maxLeaseTokens: config.leaseMaxTokens,
+    coldLeaseTokens: config.leaseColdTokens,
     breaker: usesRedis ? breaker : undefined,
     degradedMode: config.degradedMode,
     liveNodes: () => monitor?.liveNodes ?? 1,

@@ -22,6 +22,12 @@ describe('accuracy', () => {
     expect(shifted).toMatchObject({ over: 0, under: 1 });
   });
 
+  it('catches a steady leak: 11 admitted per second against a refill of 10', () => {
+    const times = Array.from({ length: 660 }, (_, i) => (i * 1000) / 11);
+    const r = accuracy([{ times, keys: Array(660).fill('a'), statuses: Array(660).fill(200) }], { capacity: 40, refillPerSec: 10 });
+    expect(r.over).toBeGreaterThanOrEqual(15);
+  });
+
   it('merges nodes by time and keeps keys apart', () => {
     const r = accuracy(
       [

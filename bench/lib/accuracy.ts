@@ -63,7 +63,8 @@ export function accuracy(records: Decisions[], policy: { capacity: number; refil
       const idealAdmits = ideal >= 1;
       if (idealAdmits) ideal -= 1;
       if (e.ok) {
-        if (replay >= 1 - toleranceTokens) replay = Math.max(0, replay - 1);
+        // The balance may dip to -tolerance, not below: the tolerance is forgiven once, not per admission.
+        if (replay >= 1 - toleranceTokens) replay -= 1;
         else over++;
       } else if (idealAdmits) {
         under++;

@@ -103,6 +103,27 @@ describe('leaseStep', () => {
     expect(g[15]).toEqual([1, 7]);
   });
 
+  it('a renewal that keeps tokens but gets none new extends their deadline (review finding)', () => {
+    const small: BucketPolicy = { capacity: 10, refillPerSec: 10 };
+    const a = leaseStep(undefined, small, { need: 5, extra: 0, leaseTtlMs: 10_000 }, T0); // node A
+    const b = leaseStep(a.state, small, { need: 5, extra: 0, leaseTtlMs: 10_000 }, T0); // node B
+    // A spends 4 and renews at 5 s keeping 1; the bucket is empty so nothing new comes.
+    const report: LeaseReport = { grantedAtMs: T0, registered: 5, unused: 1, spends: [[0, 4]], keep: true };
+    const renew = leaseStep(b.state, small, { need: 0, extra: 5, leaseTtlMs: 10_000, report }, T0 + 5000);
+    expect(renew.reply).toMatchObject({ granted: 0, kept: true });
+    // At 10.6 s B's lease is dead, but A may spend its kept token until 15 s: it must still count.
+    const later = leaseStep(renew.state, small, { need: 10, extra: 0, leaseTtlMs: 10_000 }, T0 + 10_600);
+    expect(later.reply.granted).toBeLessThanOrEqual(9);
+  });
+
+  it('subtracts no more spends than the lease registered', () => {
+    const a = leaseStep(undefined, policy, { need: 10, extra: 0, leaseTtlMs: 10_000 }, T0);
+    const other = leaseStep(a.state, policy, { need: 10, extra: 0, leaseTtlMs: 10_000 }, T0);
+    const report: LeaseReport = { grantedAtMs: T0, registered: 10, unused: 0, spends: [[0, 25]], keep: true };
+    const r = leaseStep(other.state, policy, { need: 0, extra: 0, leaseTtlMs: 10_000, report }, T0);
+    expect(r.state.leased).toBe(10); // the other node's 10 still count
+  });
+
   it('never refills backwards when the store clock steps back', () => {
     const a = leaseStep(undefined, policy, { need: 40, extra: 0, leaseTtlMs: 1000 }, T0);
     const b = leaseStep(a.state, policy, { need: 1, extra: 0, leaseTtlMs: 1000 }, T0 - 60_000);

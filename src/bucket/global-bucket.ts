@@ -165,11 +165,15 @@ export function leaseStep(
   if (r && reportValid) {
     // The reported spends happened no later than their group's time: from then on
     // they no longer hold refill back. Spends after the deadline cannot exist.
+    // A lease cannot have spent more than was registered to it.
+    let budget = r.registered;
     for (const [ageMs, count] of r.spends.slice(0, MAX_SPEND_GROUPS)) {
       const spendAt = Math.min(now, Math.max(s.updatedMs, now - ageMs));
       if (expired && spendAt > deadline) break;
       advance(spendAt);
-      s.leased = Math.max(0, s.leased - count);
+      const c = Math.max(0, Math.min(count, budget));
+      budget -= c;
+      s.leased = Math.max(0, s.leased - c);
     }
   }
   if (expired) {
@@ -203,8 +207,10 @@ export function leaseStep(
   if (granted > 0) {
     s.tokens = floor6(s.tokens - granted);
     s.leased += granted;
-    s.leaseDeadlineMs = Math.max(s.leaseDeadlineMs, now + req.leaseTtlMs);
   }
+  // A renewal that keeps its tokens extends their life too, even when nothing new is granted:
+  // the node will spend them until now + TTL, so they must stay counted until then.
+  if (granted > 0 || kept) s.leaseDeadlineMs = Math.max(s.leaseDeadlineMs, now + req.leaseTtlMs);
 
   let retryAfterMs = 0;
   if (s.tokens < 1) {

@@ -57,6 +57,7 @@ const schema = z.object({
   LOCAL_MAX_KEYS: int(1, 10_000_000).default(100_000),
   LEASE_TTL_MS: int(10, 600_000).default(10_000),
   LEASE_MAX_TOKENS: int(0, 1_000_000).default(20),
+  LEASE_COLD_TOKENS: int(1, 1_000_000).default(1),
   LOG_LEVEL: z.enum(['error', 'warn', 'info', 'debug'], { error: 'one of error, warn, info, debug' }).default('info'),
 });
 
@@ -73,6 +74,7 @@ export type Config = Readonly<{
   localMaxKeys: number;
   leaseTtlMs: number;
   leaseMaxTokens: number;
+  leaseColdTokens: number;
   logLevel: 'error' | 'warn' | 'info' | 'debug';
 }>;
 
@@ -111,6 +113,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     localMaxKeys: c.LOCAL_MAX_KEYS,
     leaseTtlMs: c.LEASE_TTL_MS,
     leaseMaxTokens: c.LEASE_MAX_TOKENS,
+    leaseColdTokens: c.LEASE_COLD_TOKENS,
     logLevel: c.LOG_LEVEL,
   });
 }

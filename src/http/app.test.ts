@@ -136,6 +136,29 @@ describe('createMiddleware in any Hono app', () => {
     expect((await call()).status).toBe(429);
   });
 
+  it('keeps buckets apart per policy: two routes with different policies do not share one', async () => {
+    const { Hono } = await import('hono');
+    const clock = new FakeClock();
+    const manager = new LeaseManager({
+      store: new MemoryStore({ clock, sweepIntervalMs: 0 }),
+      clock,
+      logger: silentLogger(),
+      maxKeys: 10,
+      leaseTtlMs: 1000,
+      maxLeaseTokens: 5,
+    });
+    closers.push(() => manager.close());
+    const app = new Hono<import('./rate-limit-middleware.js').RateLimitEnv>();
+    app.use('/a', createMiddleware({ limiter: manager, policy: { name: 'a', capacity: 1, refillPerSec: 1 } }));
+    app.use('/b', createMiddleware({ limiter: manager, policy: { name: 'b', capacity: 1, refillPerSec: 1 } }));
+    app.get('/a', (c) => c.json({}));
+    app.get('/b', (c) => c.json({}));
+    const call = (path: string) => app.request(path, { headers: { 'X-API-Key': 'same-key' } });
+    expect((await call('/a')).status).toBe(200);
+    expect((await call('/a')).status).toBe(429);
+    expect((await call('/b')).status).toBe(200);
+  });
+
   it('throws at construction on a bad limiter', () => {
     expect(() => createMiddleware({ limiter: {} as never, policy })).toThrow(TypeError);
   });

@@ -51,6 +51,15 @@ export type RateLimitOptions = {
 export const MAX_KEY_BYTES = 256;
 const CONTROL = /[\x00-\x1f\x7f]/;
 
+/**
+ * The id a client's bucket has under a policy: buckets are per (policy, API key),
+ * so routes with different policies never share one. NUL cannot occur in a valid
+ * key (control characters are refused), so ids cannot collide.
+ */
+export function scopedClientId(policyName: string, apiKey: string): string {
+  return `${policyName}\u0000${apiKey}`;
+}
+
 /** Validates the key: null when fine, else the status and message to answer with. */
 export function checkApiKey(key: string | undefined): { status: 400 | 401; detail: string } | null {
   if (key === undefined || key === '') return { status: 401, detail: 'Missing API key' };
@@ -73,7 +82,8 @@ export function createMiddleware(options: RateLimitOptions): MiddlewareHandler<R
 
     let decision: Decision;
     try {
-      const r = limiter.check(key as string, policyFor(c));
+      const policy = policyFor(c);
+      const r = limiter.check(scopedClientId(policy.name, key as string), policy);
       decision = r instanceof Promise ? await r : r;
     } catch (err) {
       if (err instanceof StoreUnavailableError) {

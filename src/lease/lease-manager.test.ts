@@ -116,10 +116,19 @@ describe('LeaseManager on one node', () => {
     await manager.check('cold', policy);
     expect(store.calls[0]).toMatchObject({ need: 1, extra: 0 });
     for (let i = 0; i < 5; i++) {
-      clock.advance(20);
+      clock.advance(200); // 5 req/s, within the policy's 10/s
       await manager.check('warm', policy);
     }
     expect(Math.max(...store.calls.map((c) => c.extra))).toBeGreaterThan(0);
+  });
+
+  it('asks nothing ahead for requests queued by a key draining its bucket (a burst)', async () => {
+    const { clock, store, manager } = setup();
+    for (let i = 0; i < 5; i++) {
+      clock.advance(5); // 200 req/s against a refill of 10/s
+      await burst(manager, 3);
+    }
+    expect(store.calls.filter((c) => c.need > 0).every((c) => c.extra === 0)).toBe(true);
   });
 
   it('in degraded mode closed, rejects every waiter with StoreUnavailableError, and recovers', async () => {
@@ -154,7 +163,7 @@ describe('LeaseManager on one node', () => {
     const breaker = new CircuitBreaker();
     const { clock, store, manager } = setup({ breaker, degradedMode: 'local' });
     for (let i = 0; i < 4; i++) {
-      clock.advance(10);
+      clock.advance(150);
       await manager.check('warm', policy); // leases ahead of demand
     }
     breaker.trip('test');
@@ -208,33 +217,34 @@ describe('LeaseManager accuracy against an ideal token bucket', () => {
 
 describe('LeaseManager returns unused tokens', () => {
   const slow: Policy = { name: 'slow', capacity: 40, refillPerSec: 1 };
+  const opts = { leaseTtlMs: 10_000 };
+  /** A key at 0.67 req/s, within its 1/s: its second request leases 5 (4 ahead), 2 stay unused. */
   async function leaseSome(manager: LeaseManager, clock: FakeClock) {
-    // A warm key gets a lease with tokens ahead of demand.
     for (let i = 0; i < 4; i++) {
-      clock.advance(10);
+      clock.advance(1500);
       await manager.check('k', slow);
     }
   }
+  const returns = (store: SpyStore) => store.calls.filter((c) => c.report && !c.report.keep);
 
   it('before the lease expires (sweep)', async () => {
-    const { clock, store, manager } = setup();
-    await leaseSome(manager, clock);
-    const returns = () => store.calls.filter((c) => c.report && !c.report.keep);
-    clock.advance(200);
+    const { clock, store, manager } = setup(opts);
+    await leaseSome(manager, clock); // lease sent at 3000, expires at 13000
+    clock.advance(4000);
     manager.sweep();
-    expect(returns()).toHaveLength(0); // not yet near expiry
-    clock.advance(700);
+    expect(returns(store)).toHaveLength(0); // not yet near expiry
+    clock.advance(1500);
     manager.sweep();
-    expect(returns()).toHaveLength(1);
-    expect(returns()[0]?.report?.unused).toBeGreaterThan(0);
-    // Given back: another node sharing the store gets the capacity minus what was spent
-    // (plus 0.9 token of refill since), not minus what the first node still held.
-    const other = setup({}, { clock, store });
-    expect(allowed(await burst(other.manager, 60, 'k', slow))).toBe(36);
+    expect(returns(store)).toHaveLength(1);
+    expect(returns(store)[0]?.report?.unused).toBe(2);
+    // Given back: another node sharing the store gets the full bucket now, not 40 - 2
+    // (without the return the 2 would stay leased until the deadline).
+    const other = setup(opts, { clock, store });
+    expect(allowed(await burst(other.manager, 60, 'k', slow))).toBe(40);
   });
 
   it('when the key is evicted from the LRU', async () => {
-    const { clock, store, manager } = setup({ maxKeys: 2 });
+    const { clock, store, manager } = setup({ ...opts, maxKeys: 2 });
     await leaseSome(manager, clock);
     await manager.check('b', policy);
     await manager.check('c', policy); // evicts 'k'
@@ -243,7 +253,7 @@ describe('LeaseManager returns unused tokens', () => {
   });
 
   it('on close', async () => {
-    const { clock, store, manager } = setup();
+    const { clock, store, manager } = setup(opts);
     await leaseSome(manager, clock);
     await manager.close();
     const back = store.calls.filter((c) => c.report && !c.report.keep);
@@ -252,7 +262,7 @@ describe('LeaseManager returns unused tokens', () => {
   });
 
   it('drops and counts a return that fails', async () => {
-    const { clock, store, manager } = setup();
+    const { clock, store, manager } = setup(opts);
     await leaseSome(manager, clock);
     store.failing = true;
     await manager.close();

@@ -75,6 +75,8 @@ export type LeaseManagerOptions = {
   maxLeaseTokens: number;
   /** How much demand (in ms at the observed rate) a lease tries to cover. Default 0.8 × leaseTtlMs. */
   leaseCoverMs?: number;
+  /** Tokens a lease asks for when the key's rate is not known yet (its first request). Default 1. */
+  coldLeaseTokens?: number;
   /** Fetch the next lease when held tokens cover less than this much demand. Default 50. */
   refillAheadMs?: number;
   /** How often expiring leases are returned. Default min(1000, leaseTtlMs / 4). */
@@ -92,6 +94,8 @@ export type LeaseStats = {
   decisions: number;
   localDecisions: number;
   leaseCalls: number;
+  /** Of those, calls made ahead of demand (refill-ahead), with no request waiting. */
+  aheadCalls: number;
   returnCalls: number;
   returnFailures: number;
   storeFailures: number;
@@ -141,6 +145,7 @@ export class LeaseManager {
     decisions: 0,
     localDecisions: 0,
     leaseCalls: 0,
+    aheadCalls: 0,
     returnCalls: 0,
     returnFailures: 0,
     storeFailures: 0,
@@ -156,11 +161,14 @@ export class LeaseManager {
   readonly #maxAhead: number;
   readonly #coverMs: number;
   readonly #aheadMs: number;
+  readonly #coldTokens: number;
   readonly #sweepMs: number;
   readonly #sweepTimer: NodeJS.Timeout;
   readonly #logStoreFailure = throttled(1000);
   readonly #logReturnFailure = throttled(1000);
   #closed = false;
+  /** Lease calls in flight, so close() can wait for them. */
+  readonly #pending = new Set<Promise<void>>();
   readonly #breaker: CircuitBreaker | undefined;
   readonly #degradedMode: DegradedMode;
   readonly #liveNodes: () => number;
@@ -177,6 +185,7 @@ export class LeaseManager {
     this.#maxAhead = options.maxLeaseTokens;
     this.#coverMs = options.leaseCoverMs ?? options.leaseTtlMs * 0.8;
     this.#aheadMs = options.refillAheadMs ?? 50;
+    this.#coldTokens = options.coldLeaseTokens ?? 1;
     this.#sweepMs = options.sweepIntervalMs ?? Math.min(1000, options.leaseTtlMs / 4);
     this.#sweepTimer = setInterval(() => this.sweep(), this.#sweepMs);
     this.#sweepTimer.unref();
@@ -210,7 +219,7 @@ export class LeaseManager {
     if (k.tokens >= 1 && now < k.expiresAt) {
       this.stats.localDecisions++;
       const d = this.#spend(k, now);
-      if (!k.inflight && k.deniedUntil <= now && k.tokens < this.#lowWater(k)) this.#lease(k, now);
+      if (!k.inflight && k.deniedUntil <= now && k.tokens < this.#lowWater(k) && !this.#breaker?.isOpen) this.#lease(k, now);
       return d;
     }
     if (k.deniedUntil > now) {
@@ -241,6 +250,9 @@ export class LeaseManager {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#sweepTimer);
+    // Lease calls in flight (bounded by the store's deadline) settle first; their
+    // replies return what they bring, as the manager is closed.
+    await Promise.allSettled([...this.#pending]);
     const now = this.#clock.nowMs();
     const returns: Promise<void>[] = [];
     for (const [, k] of this.#keys) {
@@ -286,9 +298,21 @@ export class LeaseManager {
 
   /** Tokens ahead of demand worth asking for: the demand over `leaseCoverMs`. */
   #ahead(k: KeyState): number {
-    if (!(k.intervalMs >= 0)) return 0;
+    if (!(k.intervalMs >= 0)) return this.#coldTokens;
     const expected = this.#coverMs / Math.max(k.intervalMs, 0.01);
     return Math.min(this.#maxAhead, Math.floor(expected));
+  }
+
+  /**
+   * Tokens to ask for on top of `need`. Requests waiting while the key arrives
+   * faster than its policy refills are draining the bucket: a burst (or an
+   * abuser), whose length nobody knows. Prefetching for it would strand tokens
+   * here that another node's share of the same burst needs, so it leases exactly
+   * what waits. Keys within their rate get leases sized by their demand.
+   */
+  #extra(k: KeyState, need: number): number {
+    if (need > 0 && k.intervalMs * k.policy.refillPerSec < 1000) return 0;
+    return Math.max(0, this.#ahead(k) - need);
   }
 
   /** Refill-ahead threshold: the demand over `refillAheadMs`, for keys warm enough to use a lease. */
@@ -313,19 +337,31 @@ export class LeaseManager {
 
   #lease(k: KeyState, now: number): void {
     const need = k.waiters.length;
+    const reported = k.spendTimes;
     const report = this.#report(k, now, true);
     const unusedAtSend = report?.unused ?? 0;
     if (now >= k.expiresAt) k.tokens = 0;
     k.inflight = true;
     this.stats.leaseCalls++;
-    this.#store
+    if (need === 0) this.stats.aheadCalls++;
+    const call = this.#store
       // The lease covers the expected demand, waiting requests included: a burst that is
       // already queued here takes what it needs and leaves the rest to other nodes.
-      .lease(k.id, k.policy, { need, extra: Math.max(0, this.#ahead(k) - need), leaseTtlMs: this.#ttlMs, report })
+      .lease(k.id, k.policy, { need, extra: this.#extra(k, need), leaseTtlMs: this.#ttlMs, report })
       .then(
-        (reply) => this.#granted(k, reply, need, now, unusedAtSend),
-        (err: unknown) => this.#failed(k, err),
-      );
+        (reply) => {
+          try {
+            this.#granted(k, reply, need, now, unusedAtSend);
+          } catch (err) {
+            // A bug here must not leave requests waiting forever.
+            this.#failed(k, err, []);
+          }
+        },
+        // The spends were not reported: they go into the next report.
+        (err: unknown) => this.#failed(k, err, reported),
+      )
+      .finally(() => this.#pending.delete(call));
+    this.#pending.add(call);
   }
 
   #granted(k: KeyState, reply: LeaseReply, need: number, sentAt: number, unusedAtSend: number): void {
@@ -337,8 +373,10 @@ export class LeaseManager {
       k.registered = unusedAtSend + reply.granted;
       k.tokens += reply.granted;
     } else {
+      // The old lease is dead in the store: what was spent from it in flight is not ours to report.
       k.registered = reply.granted;
       k.tokens = reply.granted;
+      k.spendTimes = [];
     }
     k.grantedAtMs = k.registered > 0 ? reply.grantedAtMs : 0;
     k.expiresAt = sentAt + this.#ttlMs;
@@ -361,8 +399,9 @@ export class LeaseManager {
     if (k.evicted || this.#closed) this.#giveBack(k, now);
   }
 
-  #failed(k: KeyState, err: unknown): void {
+  #failed(k: KeyState, err: unknown, unreported: number[]): void {
     k.inflight = false;
+    if (unreported.length > 0) k.spendTimes = unreported.concat(k.spendTimes);
     this.stats.storeFailures++;
     const error = err instanceof StoreUnavailableError ? err : new StoreUnavailableError(String(err), { cause: err });
     this.#breaker?.failure(error.message);

@@ -51,6 +51,7 @@ export class HealthMonitor {
   async #tick(): Promise<void> {
     if (this.#stopped) return;
     if (this.#breaker.isOpen && (await this.#store.ping())) this.#breaker.success();
+    if (this.#stopped) return;
     if (!this.#breaker.isOpen) {
       try {
         this.liveNodes = await this.#store.heartbeat(this.nodeId, this.#heartbeatMs * 3);
