@@ -49,15 +49,15 @@ const schema = z.object({
     .regex(/^[A-Za-z0-9:_.-]{0,32}$/, 'up to 32 characters from A-Z a-z 0-9 : _ . -')
     .default('rl:'),
   RATE_LIMIT_CAPACITY: int(1, 1_000_000).default(40),
-  RATE_LIMIT_REFILL_PER_SEC: positive(1_000_000).default(10),
+  RATE_LIMIT_REFILL_PER_SEC: positive(1_000_000).default(10).pipe(z.number().min(0.001, 'a number from 0.001 to 1000000')),
   RATE_LIMIT_POLICY_NAME: z
     .string()
     .regex(/^[\x20-\x21\x23-\x5b\x5d-\x7e]{1,64}$/, '1 to 64 printable ASCII characters without " or \\')
     .default('default'),
   LOCAL_MAX_KEYS: int(1, 10_000_000).default(100_000),
-  LEASE_TTL_MS: int(10, 600_000).default(10_000),
+  LEASE_TTL_MS: int(10, 600_000).default(30_000),
   LEASE_MAX_TOKENS: int(0, 1_000_000).default(20),
-  LEASE_COLD_TOKENS: int(1, 1_000_000).default(1),
+  LEASE_COLD_TOKENS: int(1, 1_000_000).default(2),
   LOG_LEVEL: z.enum(['error', 'warn', 'info', 'debug'], { error: 'one of error, warn, info, debug' }).default('info'),
 });
 

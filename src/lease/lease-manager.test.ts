@@ -47,6 +47,7 @@ function setup(overrides: Partial<LeaseManagerOptions> = {}, shared?: { clock: F
     maxKeys: 1000,
     leaseTtlMs: 1000,
     maxLeaseTokens: 20,
+    coldLeaseTokens: 1,
     ...overrides,
   });
   managers.push(manager);
@@ -120,6 +121,12 @@ describe('LeaseManager on one node', () => {
       await manager.check('warm', policy);
     }
     expect(Math.max(...store.calls.map((c) => c.extra))).toBeGreaterThan(0);
+  });
+
+  it('leases coldLeaseTokens for a key seen for the first time', async () => {
+    const { store, manager } = setup({ coldLeaseTokens: 3 });
+    await manager.check('new', policy);
+    expect(store.calls[0]).toMatchObject({ need: 1, extra: 2 });
   });
 
   it('asks nothing ahead for requests queued by a key draining its bucket (a burst)', async () => {

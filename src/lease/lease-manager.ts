@@ -23,7 +23,8 @@
  *   tokens), the key is denied here, once its held tokens are spent, until the
  *   time the store computed for the next token: no store call meanwhile.
  * - A lease dies `leaseTtlMs` after its request was sent. Shortly before that, a
- *   sweep returns its unused tokens; eviction from the LRU and `close()` do too.
+ *   sweep returns its unused tokens (two or more: a single one is left to the
+ *   Redis deadline); eviction from the LRU and `close()` return any.
  *   A failed return is dropped and counted: Redis frees the tokens at the lease
  *   deadline anyway.
  * - Degraded mode: when a store call fails, or while the circuit breaker is
@@ -75,7 +76,7 @@ export type LeaseManagerOptions = {
   maxLeaseTokens: number;
   /** How much demand (in ms at the observed rate) a lease tries to cover. Default 0.8 × leaseTtlMs. */
   leaseCoverMs?: number;
-  /** Tokens a lease asks for when the key's rate is not known yet (its first request). Default 1. */
+  /** Tokens a lease asks for when the key's rate is not known yet (its first request). Default 2. */
   coldLeaseTokens?: number;
   /** Fetch the next lease when held tokens cover less than this much demand. Default 50. */
   refillAheadMs?: number;
@@ -185,7 +186,7 @@ export class LeaseManager {
     this.#maxAhead = options.maxLeaseTokens;
     this.#coverMs = options.leaseCoverMs ?? options.leaseTtlMs * 0.8;
     this.#aheadMs = options.refillAheadMs ?? 50;
-    this.#coldTokens = options.coldLeaseTokens ?? 1;
+    this.#coldTokens = options.coldLeaseTokens ?? 2;
     this.#sweepMs = options.sweepIntervalMs ?? Math.min(1000, options.leaseTtlMs / 4);
     this.#sweepTimer = setInterval(() => this.sweep(), this.#sweepMs);
     this.#sweepTimer.unref();
@@ -241,7 +242,9 @@ export class LeaseManager {
       const e = this.#expiries.peek() as Expiry;
       if (e.expiresAt > horizon) break;
       this.#expiries.dequeue();
-      if (e.key.expiresAt === e.expiresAt) this.#giveBack(e.key, now);
+      // A single leftover token is not worth a call: Redis frees it at the lease
+      // deadline, a moment later, by itself.
+      if (e.key.expiresAt === e.expiresAt) this.#giveBack(e.key, now, 2);
     }
   }
 
@@ -453,8 +456,8 @@ export class LeaseManager {
   }
 
   /** Gives the key's unused tokens back to the global bucket; failures are dropped and counted. */
-  #giveBack(k: KeyState, now: number): Promise<void> | undefined {
-    if (k.inflight || k.tokens < 1 || now >= k.expiresAt) return undefined;
+  #giveBack(k: KeyState, now: number, atLeast = 1): Promise<void> | undefined {
+    if (k.inflight || k.tokens < atLeast || now >= k.expiresAt) return undefined;
     const report = this.#report(k, now, false);
     k.tokens = 0;
     k.registered = 0;
