@@ -342,12 +342,19 @@ function targets(rows: Row[]): Target[] {
   add('Redis commands/request ≤ 0.01 for the abuser key', get('abuser', 'tandem')?.focusCmdsPerReq, (v) => v <= 0.01, (v) => f(v, 4));
   const seedNone = get('seed', 'none');
   if (seedT?.timeline && seedNone?.timeline) {
+    // Per-second p99 in the seconds at 1,200 req/s, median over those seconds, with and without.
     const burst = (tl: Second[]) => tl.filter((s) => s.admitted + s.denied + s.errors > 900).map((s) => s.p99Ms);
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
     const mine = burst(seedT.timeline);
     const base = burst(seedNone.timeline);
     if (mine.length && base.length) {
-      const added = Math.max(...mine) - Math.max(...base);
-      add('p99 added by the limiter ≤ 0.5 ms at 1,200 req/s (worst burst second vs no limiter)', added, (v) => v <= 0.5, (v) => `${f(v, 2)} ms`);
+      const added = median(mine) - median(base);
+      add(
+        'p99 added by the limiter ≤ 0.5 ms at 1,200 req/s (median of per-second p99 over burst seconds, vs no limiter)',
+        added,
+        (v) => v <= 0.5,
+        (v) => `${f(v, 2)} ms (${f(median(mine), 2)} vs ${f(median(base), 2)}); whole run ${f(seedT.p99, 2)} vs ${f(seedNone.p99, 2)} ms`,
+      );
     }
   }
   for (const sc of ['seed', 'two-nodes']) {

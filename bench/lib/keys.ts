@@ -3,20 +3,12 @@
  * Zipf-skewed popularity, from a seeded PRNG so runs are comparable.
  */
 import { randomBytes } from 'node:crypto';
+import { prng } from '../../test/helpers/prng.js';
+
+export { prng };
 
 export function makeApiKeys(n: number): string[] {
   return Array.from({ length: n }, (_, i) => `ak_${i.toString(36)}_${randomBytes(8).toString('hex')}`);
-}
-
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export type KeyPicker = () => string;

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { prng } from '../../test/helpers/prng.js';
 import { type BucketPolicy, type GlobalBucketState, type LeaseReport, leaseStep, spendGroups } from './global-bucket.js';
 
 const policy: BucketPolicy = { capacity: 40, refillPerSec: 10 };
@@ -136,18 +137,6 @@ describe('leaseStep', () => {
     expect(a.ttlMs).toBeGreaterThanOrEqual(3000 + 4000);
   });
 });
-
-/** mulberry32: a small seeded PRNG so a failing run can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type SimNode = {
   tokens: number;

@@ -5,8 +5,9 @@ import { LeaseManager, type Policy } from '../lease/lease-manager.js';
 import { silentLogger } from '../log/logger.js';
 import { StoreUnavailableError } from '../store/global-store.js';
 import { MemoryStore } from '../store/memory-store.js';
+import { Hono } from 'hono';
 import { createApp } from './app.js';
-import { createMiddleware } from './rate-limit-middleware.js';
+import { type RateLimitEnv, createMiddleware } from './rate-limit-middleware.js';
 
 const policy: Policy = { name: 'default', capacity: 40, refillPerSec: 10 };
 const closers: (() => Promise<void>)[] = [];
@@ -14,11 +15,16 @@ afterEach(async () => {
   for (const c of closers.splice(0)) await c();
 });
 
+function makeManager(clock = new FakeClock()) {
+  const store = new MemoryStore({ clock, sweepIntervalMs: 0 });
+  const manager = new LeaseManager({ store, clock, logger: silentLogger(), maxKeys: 100, leaseTtlMs: 1000, maxLeaseTokens: 20, coldLeaseTokens: 1 });
+  closers.push(() => manager.close());
+  return manager;
+}
+
 function makeApp() {
   const clock = new FakeClock();
-  const store = new MemoryStore({ clock, sweepIntervalMs: 0 });
-  const manager = new LeaseManager({ store, clock, logger: silentLogger(), maxKeys: 100, leaseTtlMs: 1000, maxLeaseTokens: 20 });
-  closers.push(() => manager.close());
+  const manager = makeManager(clock);
   const health = async () => ({ status: 'ok' as const, mode: 'local-only' as const, redis: 'not used' as const });
   return { clock, app: createApp({ limiter: manager, health, policy, logger: silentLogger() }) };
 }
@@ -115,19 +121,9 @@ describe('GET /health and the rest', () => {
 
 describe('createMiddleware in any Hono app', () => {
   it('sets the typed rateLimit variable and takes a per-request policy', async () => {
-    const { Hono } = await import('hono');
-    const clock = new FakeClock();
-    const manager = new LeaseManager({
-      store: new MemoryStore({ clock, sweepIntervalMs: 0 }),
-      clock,
-      logger: silentLogger(),
-      maxKeys: 10,
-      leaseTtlMs: 1000,
-      maxLeaseTokens: 5,
-    });
-    closers.push(() => manager.close());
+    const manager = makeManager();
     const tiny: Policy = { name: 'tiny', capacity: 2, refillPerSec: 1 };
-    const app = new Hono<import('./rate-limit-middleware.js').RateLimitEnv>();
+    const app = new Hono<RateLimitEnv>();
     app.use('*', createMiddleware({ limiter: manager, policy: () => tiny, keyHeader: 'Authorization' }));
     app.get('/x', (c) => c.json(c.get('rateLimit')));
     const call = () => app.request('/x', { headers: { Authorization: 'token-1' } });
@@ -137,18 +133,8 @@ describe('createMiddleware in any Hono app', () => {
   });
 
   it('keeps buckets apart per policy: two routes with different policies do not share one', async () => {
-    const { Hono } = await import('hono');
-    const clock = new FakeClock();
-    const manager = new LeaseManager({
-      store: new MemoryStore({ clock, sweepIntervalMs: 0 }),
-      clock,
-      logger: silentLogger(),
-      maxKeys: 10,
-      leaseTtlMs: 1000,
-      maxLeaseTokens: 5,
-    });
-    closers.push(() => manager.close());
-    const app = new Hono<import('./rate-limit-middleware.js').RateLimitEnv>();
+    const manager = makeManager();
+    const app = new Hono<RateLimitEnv>();
     app.use('/a', createMiddleware({ limiter: manager, policy: { name: 'a', capacity: 1, refillPerSec: 1 } }));
     app.use('/b', createMiddleware({ limiter: manager, policy: { name: 'b', capacity: 1, refillPerSec: 1 } }));
     app.get('/a', (c) => c.json({}));

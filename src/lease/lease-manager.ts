@@ -393,7 +393,11 @@ export class LeaseManager {
     }
     // The global bucket has no whole token left: once the held ones are spent, deny here
     // until one is back, without asking.
-    if (reply.retryAfterMs > 0) k.deniedUntil = now + reply.retryAfterMs;
+    // retryAfterMs counts from when Redis ran the step: about halfway through the round
+    // trip. Counting from the reply instead would deny for the return trip too, past the
+    // moment the token is back (measured: most of the under-admission of hot keys).
+    // Too early is safe: the next call just asks Redis again.
+    if (reply.retryAfterMs > 0) k.deniedUntil = (sentAt + now) / 2 + reply.retryAfterMs;
     if (reply.granted < need) {
       for (const w of k.waiters.splice(0)) w.resolve(this.#denial(k, now));
     } else if (k.waiters.length > 0) {
