@@ -453,10 +453,15 @@ async function main(): Promise<void> {
   if (failure) {
     writeFileSync(
       new URL(`failure-timeline${suffix}.svg`, dir),
-      timelineSvg(`Failure: Redis killed at ${failure.killAtS} s, restarted empty at ${failure.restartAtS} s (two nodes)`, failure.seconds, {
-        name: 'no limiter',
-        seconds: failure.baseline.seconds,
-      }),
+      timelineSvg(
+        `Failure: Redis killed at ${failure.killAtS} s, restarted empty at ${failure.restartAtS} s (two nodes)`,
+        failure.seconds,
+        { name: 'no limiter', seconds: failure.baseline.seconds },
+        [
+          { t: failure.killAtS, label: 'Redis killed' },
+          { t: failure.restartAtS, label: 'Redis restarted' },
+        ],
+      ),
     );
   }
 

@@ -39,7 +39,12 @@ function niceCeil(v: number): number {
 
 const fmt = (v: number) => (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(0) : v.toFixed(1));
 
-export function timelineSvg(title: string, seconds: Second[], compare?: { name: string; seconds: Second[] }): string {
+export function timelineSvg(
+  title: string,
+  seconds: Second[],
+  compare?: { name: string; seconds: Second[] },
+  events: { t: number; label: string }[] = [],
+): string {
   const n = seconds.length;
   const W = 760;
   const x0 = 70;
@@ -64,10 +69,16 @@ export function timelineSvg(title: string, seconds: Second[], compare?: { name: 
     .filter((_, i) => i % 5 === 0)
     .map((s) => `<text x="${(x0 + (n <= 1 ? 0 : (seconds.indexOf(s) * w) / (n - 1))).toFixed(1)}" y="420" text-anchor="middle">${s.t}</text>`)
     .join('');
+  const marks = events
+    .map((e) => {
+      const x = (x0 + (n <= 1 ? 0 : (e.t * w) / (n - 1))).toFixed(1);
+      return `<line x1="${x}" y1="45" x2="${x}" y2="400" stroke="#888" stroke-dasharray="4 3"/><text x="${Number(x) + 4}" y="${240}" fill="#555">${escapeXml(e.label)}</text>`;
+    })
+    .join('');
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="445" font-family="sans-serif" font-size="11">
 <rect width="100%" height="100%" fill="#fff"/>
 <text x="${x0}" y="20" font-size="14" font-weight="bold">${escapeXml(title)}</text>
-${top}${bottom}${ticks}<text x="${x0 + w / 2}" y="438" text-anchor="middle">seconds</text>
+${top}${bottom}${marks}${ticks}<text x="${x0 + w / 2}" y="438" text-anchor="middle">seconds</text>
 </svg>
 `;
 }

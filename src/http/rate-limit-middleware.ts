@@ -109,8 +109,8 @@ export function createMiddleware(options: RateLimitOptions): MiddlewareHandler<R
       return new Response(body, { status: 429, headers });
     }
     // On @hono/node-server the headers go straight onto Node's response, merged when the
-    // handler's response is written; building a fetch Headers object per request costs more
-    // than the whole limiter decision. Elsewhere (app.request, other runtimes) Hono's c.header.
+    // handler's response is written, instead of building a fetch Headers object per request
+    // (Hono does that for more than one header). Elsewhere (app.request, other runtimes) c.header.
     const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
     if (outgoing && typeof outgoing.setHeader === 'function' && !outgoing.headersSent) {
       for (const name in headers) outgoing.setHeader(name, headers[name] as string);
