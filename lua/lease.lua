@@ -47,7 +47,8 @@ if raw then
   deadline = updated + tonumber(d)
   if tonumber(e) < 0 then epoch = 0 else epoch = updated - tonumber(e) end
 else
-  tokens = cap; updated = nowIn; leased = 0; deadline = 0; epoch = 0
+  -- A fresh bucket's epoch is now: reports about leases of an earlier incarnation are stale.
+  tokens = cap; updated = nowIn; leased = 0; deadline = 0; epoch = nowIn
 end
 local now = math.max(nowIn, updated)
 local kept = 0

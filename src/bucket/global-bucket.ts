@@ -121,15 +121,21 @@ export function spendGroups(times: readonly number[], nowMs: number): [number, n
   let start = 0;
   for (let g = 1; g <= groups; g++) {
     const end = Math.floor((g * n) / groups);
-    if (end > start) out.push([Math.max(0, Math.round(nowMs - (times[end - 1] as number))), end - start]);
+    // Ages round down: a spend is dated no earlier than it happened (up to the store clock's
+    // whole-ms truncation, worth refill × 1 ms, a hundredth of a token at 10/s).
+    if (end > start) out.push([Math.max(0, Math.floor(nowMs - (times[end - 1] as number))), end - start]);
     start = end;
   }
   return out;
 }
 
-/** A bucket nobody has touched: full, nothing leased. */
+/**
+ * A bucket nobody has touched (or whose key expired): full, nothing leased. Its
+ * epoch is now, so reports about leases granted by an earlier incarnation of
+ * the bucket are stale rather than subtracted from new leases.
+ */
 export function freshBucket(policy: BucketPolicy, nowMs: number): GlobalBucketState {
-  return { tokens: policy.capacity, updatedMs: nowMs, leased: 0, leaseDeadlineMs: 0, epochMs: 0 };
+  return { tokens: policy.capacity, updatedMs: nowMs, leased: 0, leaseDeadlineMs: 0, epochMs: nowMs };
 }
 
 /**

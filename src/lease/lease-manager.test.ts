@@ -185,6 +185,52 @@ describe('LeaseManager on one node', () => {
   });
 });
 
+describe('LeaseManager reports (review findings)', () => {
+  it('does not report spends again after a call whose reply was lost', async () => {
+    const { clock, store, manager } = setup({ leaseTtlMs: 10_000 });
+    for (let i = 0; i < 4; i++) {
+      clock.advance(200);
+      await manager.check('k', policy); // warm: holds tokens ahead
+    }
+    // The store applies the next call but its reply is lost.
+    const inner = store.inner;
+    const applyThenFail = async (id: string, p: BucketPolicy, req: LeaseRequest) => {
+      await inner.lease(id, p, req);
+      throw new StoreUnavailableError('reply lost');
+    };
+    const original = store.inner.lease.bind(store.inner);
+    (store as unknown as { inner: GlobalStore }).inner = { ...inner, lease: applyThenFail } as GlobalStore;
+    const spent = store.calls.length;
+    while (store.calls.length === spent) {
+      clock.advance(200);
+      await manager.check('k', policy);
+    }
+    await Promise.resolve();
+    (store as unknown as { inner: GlobalStore }).inner = { ...inner, lease: original } as GlobalStore;
+    const failedReport = store.calls.at(-1)?.report;
+    expect(failedReport?.spends.length).toBeGreaterThan(0);
+    // The next report carries only spends made after the failed call.
+    clock.advance(20_000); // past expiry: the next request must lease again
+    await manager.check('k', policy);
+    const next = store.calls.at(-1);
+    const resent = (next?.report?.spends ?? []).reduce((n, [, c]) => n + c, 0);
+    expect(resent).toBe(0);
+  });
+
+  it('gives back the unused tokens of a lease that expired here, instead of leaving them leased', async () => {
+    const { clock, store, manager } = setup({ leaseTtlMs: 1000 });
+    for (let i = 0; i < 3; i++) {
+      clock.advance(150);
+      await manager.check('k', policy);
+    }
+    clock.advance(5000); // expired locally, never swept
+    await manager.check('k', policy);
+    const report = store.calls.at(-1)?.report;
+    expect(report?.keep).toBe(false);
+    expect(report?.unused).toBeGreaterThan(0);
+  });
+});
+
 describe('LeaseManager accuracy against an ideal token bucket', () => {
   /** Replays decisions through a bucket charged by the admitted ones; counts denials it would have admitted. */
   function underAdmitted(events: { t: number; ok: boolean }[]): { under: number; over: number } {

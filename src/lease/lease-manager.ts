@@ -23,8 +23,9 @@
  *   tokens), the key is denied here, once its held tokens are spent, until the
  *   time the store computed for the next token: no store call meanwhile.
  * - A lease dies `leaseTtlMs` after its request was sent. Shortly before that, a
- *   sweep returns its unused tokens (two or more: a single one is left to the
- *   Redis deadline); eviction from the LRU and `close()` return any.
+ *   sweep returns its unused tokens; eviction from the LRU and `close()` do too.
+ *   Every leftover is returned: the store frees leases by itself only when the
+ *   key's whole deadline passes, which renewals by busy nodes keep moving.
  *   A failed return is dropped and counted: Redis frees the tokens at the lease
  *   deadline anyway.
  * - Degraded mode: when a store call fails, or while the circuit breaker is
@@ -76,7 +77,7 @@ export type LeaseManagerOptions = {
   maxLeaseTokens: number;
   /** How much demand (in ms at the observed rate) a lease tries to cover. Default 0.8 × leaseTtlMs. */
   leaseCoverMs?: number;
-  /** Tokens a lease asks for when the key's rate is not known yet (its first request). Default 2. */
+  /** Tokens a lease asks for when the key's rate is not known yet (its first request). Default 1. */
   coldLeaseTokens?: number;
   /** Fetch the next lease when held tokens cover less than this much demand. Default 50. */
   refillAheadMs?: number;
@@ -186,7 +187,7 @@ export class LeaseManager {
     this.#maxAhead = options.maxLeaseTokens;
     this.#coverMs = options.leaseCoverMs ?? options.leaseTtlMs * 0.8;
     this.#aheadMs = options.refillAheadMs ?? 50;
-    this.#coldTokens = options.coldLeaseTokens ?? 2;
+    this.#coldTokens = options.coldLeaseTokens ?? 1;
     this.#sweepMs = options.sweepIntervalMs ?? Math.min(1000, options.leaseTtlMs / 4);
     this.#sweepTimer = setInterval(() => this.sweep(), this.#sweepMs);
     this.#sweepTimer.unref();
@@ -242,9 +243,7 @@ export class LeaseManager {
       const e = this.#expiries.peek() as Expiry;
       if (e.expiresAt > horizon) break;
       this.#expiries.dequeue();
-      // A single leftover token is not worth a call: Redis frees it at the lease
-      // deadline, a moment later, by itself.
-      if (e.key.expiresAt === e.expiresAt) this.#giveBack(e.key, now, 2);
+      if (e.key.expiresAt === e.expiresAt) this.#giveBack(e.key, now);
     }
   }
 
@@ -324,7 +323,11 @@ export class LeaseManager {
     return Math.min(Math.floor(k.lastGrant / 2), Math.ceil(this.#aheadMs / Math.max(k.intervalMs, 0.01)));
   }
 
-  /** The report on the current lease; its spends are handed over (the next report starts empty). */
+  /**
+   * The report on the current lease; its spends are handed over (the next report
+   * starts empty). A lease that has expired here cannot be kept: its unused tokens
+   * are given back rather than left counted as leased.
+   */
   #report(k: KeyState, now: number, keep: boolean): LeaseReport | undefined {
     const spends = spendGroups(k.spendTimes, now);
     k.spendTimes = [];
@@ -332,18 +335,21 @@ export class LeaseManager {
     return {
       grantedAtMs: k.grantedAtMs,
       registered: k.registered,
-      unused: now < k.expiresAt ? k.tokens : 0,
+      unused: k.tokens,
       spends,
-      keep,
+      keep: keep && now < k.expiresAt,
     };
   }
 
   #lease(k: KeyState, now: number): void {
     const need = k.waiters.length;
-    const reported = k.spendTimes;
+    if (this.#closed) {
+      for (const w of k.waiters.splice(0)) w.reject(new StoreUnavailableError('rate limiter is shut down'));
+      return;
+    }
     const report = this.#report(k, now, true);
-    const unusedAtSend = report?.unused ?? 0;
-    if (now >= k.expiresAt) k.tokens = 0;
+    const unusedAtSend = report?.keep ? report.unused : 0;
+    if (!report?.keep) k.tokens = 0;
     k.inflight = true;
     this.stats.leaseCalls++;
     if (need === 0) this.stats.aheadCalls++;
@@ -357,12 +363,17 @@ export class LeaseManager {
             this.#granted(k, reply, need, now, unusedAtSend);
           } catch (err) {
             // A bug here must not leave requests waiting forever.
-            this.#failed(k, err, []);
+            this.#failed(k, err);
           }
         },
-        // The spends were not reported: they go into the next report.
-        (err: unknown) => this.#failed(k, err, reported),
+        // The spends of a failed report are not sent again: Redis may have applied them
+        // and only the reply was lost, and counting them twice would over-admit. Unsent,
+        // they only hold refill back until the lease deadline.
+        (err: unknown) => this.#failed(k, err),
       )
+      .catch((err: unknown) => {
+        this.#log.error('lease reply handling failed', { error: (err as Error).message });
+      })
       .finally(() => this.#pending.delete(call));
     this.#pending.add(call);
   }
@@ -382,7 +393,8 @@ export class LeaseManager {
       k.spendTimes = [];
     }
     k.grantedAtMs = k.registered > 0 ? reply.grantedAtMs : 0;
-    k.expiresAt = sentAt + this.#ttlMs;
+    // One ms short of the store's deadline: Redis TIME is whole ms, performance.now() is not.
+    k.expiresAt = sentAt + this.#ttlMs - 1;
     k.lastGrant = reply.granted;
     k.globalRemaining = reply.remaining;
     k.globalAt = now;
@@ -406,9 +418,8 @@ export class LeaseManager {
     if (k.evicted || this.#closed) this.#giveBack(k, now);
   }
 
-  #failed(k: KeyState, err: unknown, unreported: number[]): void {
+  #failed(k: KeyState, err: unknown): void {
     k.inflight = false;
-    if (unreported.length > 0) k.spendTimes = unreported.concat(k.spendTimes);
     this.stats.storeFailures++;
     const error = err instanceof StoreUnavailableError ? err : new StoreUnavailableError(String(err), { cause: err });
     this.#breaker?.failure(error.message);
@@ -460,8 +471,8 @@ export class LeaseManager {
   }
 
   /** Gives the key's unused tokens back to the global bucket; failures are dropped and counted. */
-  #giveBack(k: KeyState, now: number, atLeast = 1): Promise<void> | undefined {
-    if (k.inflight || k.tokens < atLeast || now >= k.expiresAt) return undefined;
+  #giveBack(k: KeyState, now: number): Promise<void> | undefined {
+    if (k.inflight || k.tokens < 1) return undefined;
     const report = this.#report(k, now, false);
     k.tokens = 0;
     k.registered = 0;

@@ -124,7 +124,7 @@ export class RedisStore implements GlobalStore {
     ];
     const groups = r ? r.spends.slice(0, MAX_SPEND_GROUPS) : [];
     args.push(groups.length);
-    for (const [age, count] of groups) args.push(Math.max(0, Math.round(age)), count);
+    for (const [age, count] of groups) args.push(Math.max(0, Math.floor(age)), count);
     const raw = await this.#call('lease', () => this.#scripts.rlLease(bucketKeyName(this.#prefix, clientId), ...args));
     return parseLeaseReply(raw);
   }
