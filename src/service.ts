@@ -87,6 +87,9 @@ export function createService(config: Config, deps: { logger: Logger; clock?: Cl
       redis: up ? 'up' : 'down',
       degradedMode: config.degradedMode,
       liveNodes: monitor?.liveNodes ?? 1,
+      // Since start: decisions made without Redis, and of those the ones allowed only by fail-open.
+      degradedDecisions: manager.stats.degradedDecisions,
+      failOpenAllowed: manager.stats.failOpenAllowed,
     };
   };
   const app = createApp({ limiter: manager, health, policy, logger });

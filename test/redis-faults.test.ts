@@ -129,6 +129,8 @@ describe('degraded modes open and closed', () => {
     const res = await traffic(100, () => 'open-key');
     expect(res.every((r) => r.status === 200)).toBe(true);
     expect((a as Node).manager.stats.failOpenAllowed).toBeGreaterThanOrEqual(100);
+    // Counted where operators look.
+    expect(Number((await health(a as Node)).failOpenAllowed)).toBeGreaterThanOrEqual(100);
   });
 
   it('closed: denies with 503 and Retry-After, quickly', async () => {
