@@ -29,10 +29,13 @@
  * Leases expire: a node stops spending a lease `leaseTtlMs` after it *sent* the
  * request, which is no later than `grant time + leaseTtlMs` on the store's clock.
  * The bucket keeps `leaseDeadlineMs`, the latest deadline of the outstanding
- * leases; once it passes, every lease is dead and `leased` drops to zero (a node
- * that crashed costs at most one lease TTL of capacity). `epochMs` marks that
- * moment, so a report about a lease granted before it is recognised as stale
- * and ignored rather than subtracted from someone else's lease.
+ * leases; once it passes, every lease is dead and `leased` drops to zero.
+ * (Known limitation: renewals by busy nodes keep moving that deadline, so the
+ * unreturned tokens of a node that crashed stay counted until the key is quiet
+ * for a TTL; two generations of leases rolling over every TTL would bound it.)
+ * `epochMs` marks that moment, or the bucket's creation, so a report about a
+ * lease granted before it is recognised as stale and ignored rather than
+ * subtracted from someone else's lease.
  *
  * Tokens are floats floored to 1e-6 on every step (never rounded up).
  */
@@ -53,7 +56,7 @@ export type GlobalBucketState = {
   leased: number;
   /** Store time after which every outstanding lease has expired. */
   leaseDeadlineMs: number;
-  /** Store time `leased` was last reset by deadline; older leases are stale. */
+  /** Store time the bucket was created or `leased` last reset by deadline; older leases are stale. */
   epochMs: number;
 };
 
