@@ -15,7 +15,12 @@
  *   them up to the demand expected over `leaseCoverMs` at the key's observed
  *   arrival rate (`extra`; need + extra at most max(need, `maxLeaseTokens`)).
  *   The store grants `extra` only up to half of what is left, so leases shrink
- *   as the global bucket drains.
+ *   as the global bucket drains. A key's first lease asks for `coldLeaseTokens`.
+ *   Requests queued by a key arriving faster than its policy refills (a burst,
+ *   an abuser) lease exactly what waits: prefetching for them would strand
+ *   tokens on this node that another node's share of the burst needs.
+ * - Spends are reported with their times (up to 16 dated groups), so the store
+ *   resumes refill from the spends rather than from the report.
  * - Refill-ahead: once a warm key's held tokens fall below what it spends in
  *   `refillAheadMs`, a background call fetches the next lease (reporting the
  *   current one and keeping its unused tokens), so requests do not wait.
@@ -27,7 +32,8 @@
  *   Every leftover is returned: the store frees leases by itself only when the
  *   key's whole deadline passes, which renewals by busy nodes keep moving.
  *   A failed return is dropped and counted: Redis frees the tokens at the lease
- *   deadline anyway.
+ *   deadline. Spends of a failed call are not re-sent (Redis may have applied
+ *   them): unsent, they only hold refill back until that deadline.
  * - Degraded mode: when a store call fails, or while the circuit breaker is
  *   open, requests that need the store are decided in memory, by
  *   `degradedMode`: `local` enforces a per-node bucket holding this node's
