@@ -18,7 +18,7 @@ ARGV[11..10+2n] report: spend groups oldest first, as pairs (ms since the
          group's latest spend, tokens spent in the group)
 
 Reply: { granted, kept (0/1), grantedAt (ms, Redis TIME), remaining (whole tokens),
-         retryAfterMs (ms until a whole token is back, when less than one is left; else 0), fullInMs }
+         retryAfterMs (ms until a whole token is back, when less than one is left; else 0) }
 
 State: one string "tokens updatedMs leased deadline-updatedMs updatedMs-epoch",
 stored with PX so an idle bucket disappears once it would be full again.
@@ -115,8 +115,6 @@ if tokens < 1 then
   if cap - (leased - own) < 1 then retry = math.max(retry, deadline - now) end
   retry = math.max(1, retry)
 end
-local fullIn = 0
-if perMs > 0 then fullIn = math.max(0, math.ceil((cap - tokens - leased) / perMs)) end
 local leaseLeft = 0
 if leased > 0 then leaseLeft = deadline - now end
 local refillMs = 0
@@ -131,4 +129,4 @@ redis.call('SET', KEYS[1],
   'PX', ttl)
 
 local remaining = math.max(0, math.floor(tokens))
-return { granted, kept, now, remaining, retry, fullIn }
+return { granted, kept, now, remaining, retry }

@@ -96,8 +96,6 @@ export type LeaseReply = {
   remaining: number;
   /** When less than one whole token is left after the grant: ms until one is back; else 0. */
   retryAfterMs: number;
-  /** ms until the global bucket (plus leases) would be full again if nothing were spent. */
-  fullInMs: number;
 };
 
 export type LeaseStep = {
@@ -230,7 +228,6 @@ export function leaseStep(
     if (cap - (s.leased - own) < 1) retryAfterMs = Math.max(retryAfterMs, s.leaseDeadlineMs - now);
     retryAfterMs = Math.max(1, retryAfterMs);
   }
-  const fullInMs = perMs > 0 ? Math.max(0, Math.ceil((cap - s.tokens - s.leased) / perMs)) : 0;
   const leaseLeftMs = s.leased > 0 ? s.leaseDeadlineMs - now : 0;
   // The key must outlive its leases and its refill; after that it equals a fresh bucket.
   const ttlMs = Math.max(1, leaseLeftMs + (perMs > 0 ? Math.ceil((cap - s.tokens) / perMs) : 0) + 1000);
@@ -243,7 +240,6 @@ export function leaseStep(
       grantedAtMs: now,
       remaining: Math.max(0, Math.floor(s.tokens)),
       retryAfterMs,
-      fullInMs,
     },
     ttlMs,
   };

@@ -360,8 +360,6 @@ export class LeaseManager {
     this.stats.leaseCalls++;
     if (need === 0) this.stats.aheadCalls++;
     const call = this.#store
-      // The lease covers the expected demand, waiting requests included: a burst that is
-      // already queued here takes what it needs and leaves the rest to other nodes.
       .lease(k.id, k.policy, { need, extra: this.#extra(k, need), leaseTtlMs: this.#ttlMs, report })
       .then(
         (reply) => {

@@ -51,8 +51,6 @@ export class RedisStore implements GlobalStore {
   readonly redis: Redis | Cluster;
   readonly #prefix: string;
   readonly #timeoutMs: number;
-  /** Commands this store has sent (a script call counts once). */
-  commandsSent = 0;
 
   constructor(options: RedisStoreOptions) {
     this.#prefix = options.keyPrefix;
@@ -95,7 +93,6 @@ export class RedisStore implements GlobalStore {
 
   /** Runs one Redis call with the hard deadline, mapping every failure to StoreUnavailableError. */
   async #call<T>(what: string, run: () => Promise<T>): Promise<T> {
-    this.commandsSent++;
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`no answer within ${this.#timeoutMs} ms`)), this.#timeoutMs);
@@ -181,16 +178,15 @@ export class RedisStore implements GlobalStore {
 
 /** Checks the script reply's shape: an old or foreign script must not be trusted. */
 export function parseLeaseReply(raw: unknown): LeaseReply {
-  if (!Array.isArray(raw) || raw.length !== 6 || !raw.every((v) => typeof v === 'number' && Number.isFinite(v))) {
+  if (!Array.isArray(raw) || raw.length !== 5 || !raw.every((v) => typeof v === 'number' && Number.isFinite(v))) {
     throw new StoreUnavailableError(`unexpected lease script reply: ${JSON.stringify(raw)?.slice(0, 100)}`);
   }
-  const [granted, kept, grantedAtMs, remaining, retryAfterMs, fullInMs] = raw as number[];
+  const [granted, kept, grantedAtMs, remaining, retryAfterMs] = raw as number[];
   return {
     granted: granted as number,
     kept: kept === 1,
     grantedAtMs: grantedAtMs as number,
     remaining: remaining as number,
     retryAfterMs: retryAfterMs as number,
-    fullInMs: fullInMs as number,
   };
 }
