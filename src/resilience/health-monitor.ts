@@ -34,6 +34,8 @@ export class HealthMonitor {
   readonly #probeMs: number;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
+  /** The round in progress, so stop() can let it finish before leaving. */
+  #current: Promise<void> | undefined;
 
   constructor(options: HealthMonitorOptions) {
     this.#store = options.store;
@@ -44,7 +46,11 @@ export class HealthMonitor {
   }
 
   start(): void {
-    void this.#tick();
+    this.#run();
+  }
+
+  #run(): void {
+    this.#current = this.#tick();
   }
 
   /** One round: a probe while the breaker is open, then a heartbeat if Redis answers. */
@@ -61,7 +67,7 @@ export class HealthMonitor {
       }
     }
     if (this.#stopped) return;
-    this.#timer = setTimeout(() => void this.#tick(), this.#breaker.isOpen ? this.#probeMs : this.#heartbeatMs);
+    this.#timer = setTimeout(() => this.#run(), this.#breaker.isOpen ? this.#probeMs : this.#heartbeatMs);
     this.#timer.unref();
   }
 
@@ -69,6 +75,8 @@ export class HealthMonitor {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
+    // A heartbeat in flight would put this node back into the count after it left.
+    await this.#current;
     if (!this.#breaker.isOpen) await this.#store.leave(this.nodeId);
   }
 }
