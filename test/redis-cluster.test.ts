@@ -29,11 +29,14 @@ describe('Redis Cluster', () => {
     expect(await health(a)).toMatchObject({ mode: 'global', redis: 'up' });
     for (let k = 0; k < 6; k++) {
       const key = `cluster-key-${k}`;
+      const t0 = performance.now();
       const res = await Promise.all(Array.from({ length: 50 }, (_, i) => hit(i % 2 ? a : b, key)));
+      const elapsedMs = performance.now() - t0;
       expect(res.every((r) => r.status === 200 || r.status === 429)).toBe(true);
       const ok = res.filter((r) => r.status === 200).length;
       expect(ok).toBeGreaterThanOrEqual(38);
-      expect(ok).toBeLessThanOrEqual(41);
+      // The guarantee: capacity + refill × T, T the burst's measured length (a slow burst refills).
+      expect(ok).toBeLessThanOrEqual(40 + Math.floor((10 * elapsedMs) / 1000));
     }
     expect(a.manager.stats.storeFailures + b.manager.stats.storeFailures).toBe(0);
   });
@@ -52,7 +55,7 @@ describe('Redis Cluster', () => {
     })();
     await new Promise((r) => setTimeout(r, 300));
     await victim?.kill();
-    await cluster.waitHealthy(); // a replica takes over
+    await cluster.waitFailover(); // a replica takes over the victim's slots
     await new Promise((r) => setTimeout(r, 1500));
     stop = true;
     await load;
@@ -62,10 +65,14 @@ describe('Redis Cluster', () => {
       expect(r.ms).toBeLessThan(1000);
     }
     const t0 = Date.now();
-    while ((await health(a)).mode !== 'global' && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 100));
+    while ((await health(a)).mode !== 'global' && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 100));
     expect(await health(a)).toMatchObject({ mode: 'global' });
-    // Keys on the promoted replica's slots work again through Redis.
+    // Keys on every slot, the promoted replica's too, are decided through Redis again: no
+    // store failure and no degraded decision (a degraded 200 would look the same to a client).
+    const before = { failures: a.manager.stats.storeFailures, degraded: a.manager.stats.degradedDecisions };
     const res = await Promise.all(Array.from({ length: 30 }, (_, i) => hit(a, `after-failover-${i}`)));
     expect(res.every((r) => r.status === 200)).toBe(true);
+    expect(a.manager.stats.storeFailures).toBe(before.failures);
+    expect(a.manager.stats.degradedDecisions).toBe(before.degraded);
   }, 60_000);
 });

@@ -1,18 +1,18 @@
 /**
  * @module lease/clock
  *
- * Time as a dependency. `nowMs` is monotonic (durations, lease expiry, deny-until);
- * `wallMs` is epoch time (only the in-memory store uses it, as Redis uses TIME).
+ * Time as a dependency. One monotonic clock decides everything in a process
+ * (durations, lease expiry, deny-until, the in-memory store's buckets), so a
+ * wall-clock step cannot move a decision; Redis decides with its own TIME.
  * Tests pass a `FakeClock` and move it by hand.
  */
 export interface Clock {
+  /** Monotonic milliseconds (not epoch time). */
   nowMs(): number;
-  wallMs(): number;
 }
 
 export const systemClock: Clock = {
   nowMs: () => performance.now(),
-  wallMs: () => Date.now(),
 };
 
 /** A clock that moves only when told to. */
@@ -22,9 +22,6 @@ export class FakeClock implements Clock {
     this.#now = startMs;
   }
   nowMs(): number {
-    return this.#now;
-  }
-  wallMs(): number {
     return this.#now;
   }
   advance(ms: number): void {

@@ -48,6 +48,8 @@ function setup(overrides: Partial<LeaseManagerOptions> = {}, shared?: { clock: F
     leaseTtlMs: 1000,
     maxLeaseTokens: 20,
     coldLeaseTokens: 1,
+    // The fake clock drives everything: no real sweep or pacer timer; tests call sweep() and flushReturns().
+    timers: false,
     ...overrides,
   });
   managers.push(manager);
@@ -288,6 +290,8 @@ describe('LeaseManager returns unused tokens', () => {
     expect(returns(store)).toHaveLength(0); // not yet near expiry
     clock.advance(1500);
     manager.sweep();
+    expect(manager.returnsQueued).toBe(1);
+    await manager.flushReturns();
     expect(returns(store)).toHaveLength(1);
     expect(returns(store)[0]?.report?.unused).toBe(2);
     // Given back: another node sharing the store gets the full bucket now, not 40 - 2
@@ -297,12 +301,16 @@ describe('LeaseManager returns unused tokens', () => {
   });
 
   it('when the key is evicted from the LRU', async () => {
-    const { clock, store, manager } = setup({ ...opts, maxKeys: 2 });
+    // maxKeys 5: 1 slot for keys seen once, 4 for keys seen again.
+    const { clock, store, manager } = setup({ ...opts, maxKeys: 5 });
     await leaseSome(manager, clock);
-    await manager.check('b', policy);
-    await manager.check('c', policy); // evicts 'k'
+    for (const other of ['b', 'c', 'd', 'e']) {
+      await manager.check(other, policy);
+      await manager.check(other, policy); // seen again: into the main segment, evicting 'k' last
+    }
+    await manager.flushReturns();
     expect(store.calls.some((c) => c.report && !c.report.keep)).toBe(true);
-    expect(manager.size).toBe(2);
+    expect(manager.size).toBe(4);
   });
 
   it('on close', async () => {
@@ -337,5 +345,140 @@ describe('LeaseManager across two nodes sharing a store', () => {
     const n = allowed(results);
     expect(n).toBeLessThanOrEqual(40 + 5); // 50 ms of refill: 0.5 token
     expect(n).toBeGreaterThanOrEqual(40 - 2);
+  });
+});
+
+describe('LeaseManager hardening (regressions)', () => {
+  /** A store that holds the lease calls `holdIf` picks until the test releases or fails them. */
+  class HeldStore extends SpyStore {
+    held: { release: () => void; fail: () => void }[] = [];
+    holdIf: (req: LeaseRequest) => boolean = () => true;
+    override lease(id: string, p: BucketPolicy, req: LeaseRequest): Promise<LeaseReply> {
+      if (!this.holdIf(req)) return super.lease(id, p, req);
+      this.calls.push(req);
+      return new Promise((resolve, reject) => {
+        this.held.push({ release: () => resolve(this.inner.lease(id, p, req)), fail: () => reject(new StoreUnavailableError('down')) });
+      });
+    }
+    release(): void {
+      for (const h of this.held.splice(0)) h.release();
+    }
+    fail(): void {
+      for (const h of this.held.splice(0)) h.fail();
+    }
+  }
+  const tick = () => new Promise((resolve) => setImmediate(resolve));
+
+  function heldSetup(overrides: Partial<LeaseManagerOptions> = {}) {
+    const clock = new FakeClock();
+    const store = new HeldStore(new MemoryStore({ clock, sweepIntervalMs: 0 }));
+    const { manager } = setup(overrides, { clock, store });
+    return { clock, store, manager };
+  }
+
+  it('answers every waiter when a reply arrives after its lease expired, instead of leasing again forever', async () => {
+    const { clock, store, manager } = heldSetup({ leaseTtlMs: 1000, degradedMode: 'local' });
+    const pending = Array.from({ length: 5 }, () => manager.check('k', policy));
+    clock.advance(1500); // the event loop stalled past the TTL while the call was out
+    store.holdIf = () => false;
+    store.release();
+    const ds = await Promise.all(pending);
+    expect(ds).toHaveLength(5);
+    expect(manager.stats.lateReplies).toBe(1);
+    expect(manager.stats.degradedDecisions).toBe(5);
+    expect(store.calls).toHaveLength(1); // no second lease for the same waiters
+    await manager.flushReturns();
+    expect(store.calls.at(-1)?.report).toMatchObject({ keep: false }); // the dead lease's tokens go back
+  });
+
+  it('never throws from check() in closed mode with the breaker open: it returns a rejected promise', async () => {
+    const { CircuitBreaker } = await import('../resilience/circuit-breaker.js');
+    const breaker = new CircuitBreaker({ startOpen: true });
+    const { manager } = setup({ breaker, degradedMode: 'closed' });
+    let r: ReturnType<LeaseManager['check']> | undefined;
+    expect(() => {
+      r = manager.check('k', policy);
+    }).not.toThrow();
+    await expect(r).rejects.toBeInstanceOf(StoreUnavailableError);
+  });
+
+  it('close() waits for returns issued by replies that land while it closes', async () => {
+    const { store, manager } = heldSetup({ leaseTtlMs: 10_000, coldLeaseTokens: 5 });
+    const first = manager.check('k', policy); // a lease call in flight
+    let closed = false;
+    const closing = manager.close().then(() => {
+      closed = true;
+    });
+    store.release(); // the reply lands after close() began: its unused tokens must go back
+    await first;
+    for (let i = 0; i < 10 && store.held.length === 0; i++) await tick();
+    expect(store.held).toHaveLength(1); // the return call is out...
+    expect(store.calls.at(-1)?.report).toMatchObject({ keep: false, unused: 4 });
+    await tick();
+    expect(closed).toBe(false); // ...and close() is still waiting for it
+    store.release();
+    await closing;
+    expect(closed).toBe(true);
+  });
+
+  it('returns the leftover of a lease whose renewal failed after a sweep ran while it was in flight', async () => {
+    const fast: Policy = { name: 'fast', capacity: 1000, refillPerSec: 100 };
+    const { clock, store, manager } = heldSetup({ leaseTtlMs: 10_000 });
+    // Hold only a renewal ahead of demand (nothing waits on it).
+    store.holdIf = (req) => req.need === 0 && req.report?.keep === true;
+    for (let i = 0; i < 200 && store.held.length === 0; i++) {
+      clock.advance(20); // 50 req/s: leases of 20, renewed when fewer than 3 are left
+      await manager.check('k', fast);
+    }
+    expect(store.held).toHaveLength(1);
+    clock.advance(9900); // the lease is about to expire
+    manager.sweep(); // skips it: a call is in flight
+    await manager.flushReturns();
+    const returnsBefore = manager.stats.returnCalls;
+    store.holdIf = () => false;
+    store.fail(); // the renewal fails: its leftover must still go back
+    await tick();
+    await manager.flushReturns();
+    expect(manager.stats.returnCalls).toBe(returnsBefore + 1);
+    expect(store.calls.at(-1)?.report).toMatchObject({ keep: false });
+    expect(store.calls.at(-1)?.report?.unused).toBeGreaterThanOrEqual(1);
+  });
+
+  it('paces returns: a wave of expiring leases is sent a slice at a time', async () => {
+    const { clock, store, manager } = setup({ leaseTtlMs: 10_000, coldLeaseTokens: 3, returnsPerSec: 2000 });
+    for (let i = 0; i < 100; i++) await manager.check(`key-${i}`, policy); // each holds 2 unused tokens
+    clock.advance(9500);
+    manager.sweep();
+    expect(manager.returnsQueued).toBe(100);
+    const before = store.calls.length;
+    await manager.flushReturns(20); // one 10 ms slice at 2000/s
+    expect(store.calls.length - before).toBe(20);
+    await manager.flushReturns();
+    expect(store.calls.length - before).toBe(100);
+  });
+
+  it('keeps keys seen twice when a flood of made-up keys arrives (they only evict each other)', async () => {
+    const { store, manager } = setup({ maxKeys: 100, coldLeaseTokens: 5 });
+    for (let i = 0; i < 50; i++) {
+      await manager.check(`real-${i}`, policy); // leases 5
+      await manager.check(`real-${i}`, policy); // seen again: main segment, 3 tokens left
+    }
+    for (let i = 0; i < 5000; i++) await manager.check(`flood-${i}`, policy);
+    const calls = store.calls.length;
+    for (let i = 0; i < 50; i++) expect(manager.check(`real-${i}`, policy)).not.toBeInstanceOf(Promise);
+    expect(store.calls.length).toBe(calls); // still held in memory, answered without the store
+  });
+
+  it('sheds first requests of new keys beyond newKeysPerSec (burst of 4 s), and admits again as the budget refills', async () => {
+    const { clock, manager } = setup({ newKeysPerSec: 10 }); // burst 40
+    const ds = await Promise.all(Array.from({ length: 60 }, (_, i) => manager.check(`new-${i}`, policy)));
+    expect(ds.filter((d) => d.shed).length).toBe(20);
+    expect(ds.filter((d) => d.shed).every((d) => !d.allowed && d.retryAfterMs >= 1)).toBe(true);
+    expect(manager.stats.newKeysShed).toBe(20);
+    expect(manager.size).toBe(40); // shed keys take no memory
+    expect(await manager.check('new-0', policy)).toMatchObject({ allowed: true }); // known keys are never shed
+    clock.advance(1000);
+    const later = await Promise.all(Array.from({ length: 10 }, (_, i) => manager.check(`later-${i}`, policy)));
+    expect(later.every((d) => d.allowed)).toBe(true);
   });
 });

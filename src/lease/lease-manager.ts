@@ -42,14 +42,24 @@
  *   `StoreUnavailableError` (503). Tokens already leased stay usable until
  *   their lease expires, in every mode.
  */
-import { LRUMap, Queue } from 'mnemonist';
+import { Heap, LRUMapWithDelete, Queue } from 'mnemonist';
 import { type BucketPolicy, type LeaseReply, type LeaseReport, spendGroups } from '../bucket/global-bucket.js';
 import { type TokenBucket, takeToken } from '../bucket/token-bucket.js';
-import type { CircuitBreaker } from '../resilience/circuit-breaker.js';
 import { type Logger, throttled } from '../log/logger.js';
 import { type GlobalStore, StoreUnavailableError } from '../store/global-store.js';
-import { hashClientId } from '../store/key-name.js';
 import type { Clock } from './clock.js';
+
+/**
+ * Whether lease calls may go to the store (the circuit breaker). `tryCall` grants
+ * a call (always when healthy, one trial at a time when half-open); every granted
+ * call's outcome is reported with `success` or `failure`.
+ */
+export interface StoreGate {
+  readonly isOpen: boolean;
+  tryCall(): boolean;
+  success(): void;
+  failure(reason: string): void;
+}
 
 /** What a node does for requests that need Redis while Redis cannot answer. */
 export type DegradedMode = 'local' | 'open' | 'closed';
@@ -69,6 +79,8 @@ export type Decision = {
   /** When denied: ms until a token can be had (at least 1). 0 when allowed. */
   retryAfterMs: number;
   policy: Policy;
+  /** Denied because new keys arrive faster than the node admits them, not by the policy. */
+  shed?: true;
 };
 
 export type LeaseManagerOptions = {
@@ -87,14 +99,24 @@ export type LeaseManagerOptions = {
   coldLeaseTokens?: number;
   /** Fetch the next lease when held tokens cover less than this much demand. Default 50. */
   refillAheadMs?: number;
-  /** How often expiring leases are returned. Default min(1000, leaseTtlMs / 4). */
+  /** How often expiring leases are queued for return. Default min(1000, leaseTtlMs / 4). */
   sweepIntervalMs?: number;
+  /** Run the sweep and the return pacer on timers (default true); tests call `sweep()` and `flushReturns()`. */
+  timers?: boolean;
+  /** Most return calls per second, paced in slices of 10 ms, so a wave of expiring leases never stalls the node. Default 2000. */
+  returnsPerSec?: number;
+  /** First-seen keys allowed per second (burst: 4 s worth); beyond, their first request is shed with a 429. Default 3000. */
+  newKeysPerSec?: number;
+  /** Share of `maxKeys` kept for keys seen once (the probation segment of the LRU). Default 0.2. */
+  probationShare?: number;
   /** Decides whether to ask the store at all; none = always ask. */
-  breaker?: CircuitBreaker;
+  breaker?: StoreGate;
   /** Default `local`. */
   degradedMode?: DegradedMode;
   /** Live nodes sharing the limit (for `local` mode). Default 1. */
   liveNodes?: () => number;
+  /** How a client id is named in logs (a keyed hash); never the raw id. Default: not named. */
+  clientLabel?: (clientId: string) => string;
 };
 
 /** Counters for tests, health and benchmarks. */
@@ -107,10 +129,14 @@ export type LeaseStats = {
   returnCalls: number;
   returnFailures: number;
   storeFailures: number;
+  /** Lease replies that arrived after their lease had expired here (their waiters were decided degraded). */
+  lateReplies: number;
   /** Decisions made in degraded mode (store failed or breaker open). */
   degradedDecisions: number;
   /** Of those, requests allowed only because the mode is `open`. */
   failOpenAllowed: number;
+  /** First requests of new keys shed because new keys arrived faster than `newKeysPerSec`. */
+  newKeysShed: number;
 };
 
 type Waiter = { resolve: (d: Decision) => void; reject: (e: Error) => void };
@@ -135,6 +161,8 @@ class KeyState {
   globalRemaining: number;
   globalAt = 0;
   evicted = false;
+  /** In the return queue. */
+  returnQueued = false;
   /** This node's own bucket, used only in degraded `local` mode. */
   fallback: TokenBucket | undefined;
 
@@ -157,69 +185,97 @@ export class LeaseManager {
     returnCalls: 0,
     returnFailures: 0,
     storeFailures: 0,
+    lateReplies: 0,
     degradedDecisions: 0,
     failOpenAllowed: 0,
+    newKeysShed: 0,
   };
   readonly #store: GlobalStore;
   readonly #clock: Clock;
   readonly #log: Logger;
-  readonly #keys: LRUMap<string, KeyState>;
-  readonly #expiries = new Queue<Expiry>();
+  /** Keys seen more than once. */
+  readonly #main: LRUMapWithDelete<string, KeyState>;
+  /** Keys seen once: a flood of made-up keys evicts only these, never the main segment. */
+  readonly #probation: LRUMapWithDelete<string, KeyState>;
+  /** Leases by expiry time, earliest first. */
+  readonly #expiries = new Heap<Expiry>((a, b) => a.expiresAt - b.expiresAt);
+  readonly #returns = new Queue<KeyState>();
   readonly #ttlMs: number;
   readonly #maxAhead: number;
   readonly #coverMs: number;
   readonly #aheadMs: number;
   readonly #coldTokens: number;
   readonly #sweepMs: number;
-  readonly #sweepTimer: NodeJS.Timeout;
+  readonly #returnsPerSlice: number;
+  readonly #newKeysPerMs: number;
+  readonly #newKeyBurst: number;
+  #newKeyTokens: number;
+  #newKeyAt = Number.NaN;
+  readonly #timers: boolean;
+  readonly #sweepTimer: NodeJS.Timeout | undefined;
+  #paceTimer: NodeJS.Timeout | undefined;
   readonly #logStoreFailure = throttled(1000);
   readonly #logReturnFailure = throttled(1000);
+  readonly #logShed = throttled(10_000);
   #closed = false;
-  /** Lease calls in flight, so close() can wait for them. */
+  /** Store calls in flight (leases and returns), so close() can wait for them. */
   readonly #pending = new Set<Promise<void>>();
-  readonly #breaker: CircuitBreaker | undefined;
+  readonly #breaker: StoreGate | undefined;
   readonly #degradedMode: DegradedMode;
   readonly #liveNodes: () => number;
+  readonly #label: (clientId: string) => string | undefined;
 
   constructor(options: LeaseManagerOptions) {
     this.#breaker = options.breaker;
     this.#degradedMode = options.degradedMode ?? 'local';
     this.#liveNodes = options.liveNodes ?? (() => 1);
+    this.#label = options.clientLabel ?? (() => undefined);
     this.#store = options.store;
     this.#clock = options.clock;
     this.#log = options.logger;
-    this.#keys = new LRUMap(options.maxKeys);
+    const probation = Math.max(1, Math.floor(options.maxKeys * (options.probationShare ?? 0.2)));
+    this.#probation = new LRUMapWithDelete(probation);
+    this.#main = new LRUMapWithDelete(Math.max(1, options.maxKeys - probation));
     this.#ttlMs = options.leaseTtlMs;
     this.#maxAhead = options.maxLeaseTokens;
     this.#coverMs = options.leaseCoverMs ?? options.leaseTtlMs * 0.8;
     this.#aheadMs = options.refillAheadMs ?? 50;
     this.#coldTokens = options.coldLeaseTokens ?? 1;
     this.#sweepMs = options.sweepIntervalMs ?? Math.min(1000, options.leaseTtlMs / 4);
-    this.#sweepTimer = setInterval(() => this.sweep(), this.#sweepMs);
-    this.#sweepTimer.unref();
+    this.#returnsPerSlice = Math.max(1, Math.floor((options.returnsPerSec ?? 2000) / 100));
+    const newKeysPerSec = options.newKeysPerSec ?? 3000;
+    this.#newKeysPerMs = newKeysPerSec / 1000;
+    this.#newKeyBurst = newKeysPerSec * 4;
+    this.#newKeyTokens = this.#newKeyBurst;
+    this.#timers = options.timers ?? true;
+    if (this.#timers) {
+      this.#sweepTimer = setInterval(() => this.sweep(), this.#sweepMs);
+      this.#sweepTimer.unref();
+    }
   }
 
   /** Client ids held in memory. */
   get size(): number {
-    return this.#keys.size;
+    return this.#main.size + this.#probation.size;
+  }
+
+  /** Returns queued and not yet sent. */
+  get returnsQueued(): number {
+    return this.#returns.size;
   }
 
   /**
    * Decides one request of `clientId` under `policy`. Synchronous when the node
-   * holds a token or knows the key is denied; a promise when it must ask the store.
-   * Rejects with `StoreUnavailableError` when the store fails.
+   * holds a token or knows the key is denied; a promise when it must ask the store,
+   * which settles within two store deadlines (the call in flight, then its own).
+   * In `closed` degraded mode the promise rejects with `StoreUnavailableError`;
+   * this method never throws.
    */
   check(clientId: string, policy: Policy): Decision | Promise<Decision> {
     const now = this.#clock.nowMs();
     this.stats.decisions++;
-    let k = this.#keys.get(clientId);
-    if (k === undefined) {
-      k = new KeyState(clientId, policy);
-      const out = this.#keys.setpop(clientId, k);
-      if (out?.evicted) this.#evicted(out.value, now);
-    } else {
-      k.policy = policy;
-    }
+    const k = this.#key(clientId, policy, now);
+    if (k === undefined) return this.#shed(policy);
     const dt = now - k.lastArrival;
     if (dt >= 0) k.intervalMs = Number.isNaN(k.intervalMs) ? dt : k.intervalMs * 0.8 + dt * 0.2;
     k.lastArrival = now;
@@ -234,40 +290,109 @@ export class LeaseManager {
       this.stats.localDecisions++;
       return this.#denial(k, now);
     }
-    if (this.#breaker?.isOpen) return this.#degraded(k, now);
+    if (!k.inflight && this.#breaker && !this.#breaker.tryCall()) {
+      try {
+        return this.#degraded(k, now);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
     return new Promise<Decision>((resolve, reject) => {
       k.waiters.push({ resolve, reject });
       if (!k.inflight) this.#lease(k, now);
     });
   }
 
-  /** Returns unused tokens of leases about to expire. Runs on a timer; tests call it. */
+  /**
+   * The key's state: from the main segment, promoted from probation on its second
+   * request, or new in probation. `undefined` when a new key must be shed.
+   */
+  #key(clientId: string, policy: Policy, now: number): KeyState | undefined {
+    let k = this.#main.get(clientId);
+    if (k !== undefined) {
+      k.policy = policy;
+      return k;
+    }
+    k = this.#probation.get(clientId);
+    if (k !== undefined) {
+      this.#probation.delete(clientId);
+      k.policy = policy;
+    } else {
+      if (!this.#takeNewKey(now)) return undefined;
+      k = new KeyState(clientId, policy);
+      const out = this.#probation.setpop(clientId, k);
+      if (out?.evicted) this.#evicted(out.value);
+      return k;
+    }
+    const out = this.#main.setpop(clientId, k);
+    if (out?.evicted) this.#evicted(out.value);
+    return k;
+  }
+
+  /** The node-wide budget of first-seen keys (a token bucket). */
+  #takeNewKey(now: number): boolean {
+    const elapsed = Number.isNaN(this.#newKeyAt) ? 0 : Math.max(0, now - this.#newKeyAt);
+    this.#newKeyAt = now;
+    this.#newKeyTokens = Math.min(this.#newKeyBurst, this.#newKeyTokens + elapsed * this.#newKeysPerMs);
+    if (this.#newKeyTokens < 1) return false;
+    this.#newKeyTokens--;
+    return true;
+  }
+
+  #shed(p: Policy): Decision {
+    this.stats.newKeysShed++;
+    this.#logShed((suppressed) =>
+      this.#log.warn('new client keys arrive faster than allowed: shedding their first requests', { suppressed }),
+    );
+    const retryAfterMs = Math.max(1, Math.ceil((1 - this.#newKeyTokens) / this.#newKeysPerMs));
+    return { allowed: false, limit: p.capacity, remaining: 0, resetMs: 0, retryAfterMs, policy: p, shed: true };
+  }
+
+  /** Queues the returns of leases about to expire. Runs on a timer; tests call it. */
   sweep(): void {
     const now = this.#clock.nowMs();
-    const horizon = now + this.#sweepMs * 1.5;
+    // Start early enough that the pacer sends the backlog before the leases expire.
+    const lead = Math.min(this.#ttlMs / 2, this.#sweepMs * 1.5 + (this.#returns.size / this.#returnsPerSlice) * 10);
     while (this.#expiries.size > 0) {
       const e = this.#expiries.peek() as Expiry;
-      if (e.expiresAt > horizon) break;
-      this.#expiries.dequeue();
-      if (e.key.expiresAt === e.expiresAt) this.#giveBack(e.key, now);
+      if (e.expiresAt > now + lead) break;
+      this.#expiries.pop();
+      if (e.key.expiresAt === e.expiresAt) this.#queueReturn(e.key);
     }
   }
 
-  /** Stops the sweep and returns every unused token, waiting at most for the store's deadline. */
+  /** Sends up to `max` queued returns now (all by default) and waits for them. For tests and close(). */
+  async flushReturns(max = Number.POSITIVE_INFINITY): Promise<void> {
+    const sent: Promise<void>[] = [];
+    const now = this.#clock.nowMs();
+    for (let i = 0; i < max && this.#returns.size > 0; i++) {
+      const k = this.#returns.dequeue() as KeyState;
+      k.returnQueued = false;
+      const p = this.#giveBack(k, now);
+      if (p) sent.push(p);
+    }
+    await Promise.all(sent);
+  }
+
+  /** Stops the timers and returns every unused token, waiting for calls in flight (each bounded by the store's deadline). */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#sweepTimer);
-    // Lease calls in flight (bounded by the store's deadline) settle first; their
-    // replies return what they bring, as the manager is closed.
+    clearTimeout(this.#paceTimer);
+    // Lease calls in flight settle first; their replies queue what they bring, as the manager is closed.
     await Promise.allSettled([...this.#pending]);
-    const now = this.#clock.nowMs();
-    const returns: Promise<void>[] = [];
-    for (const [, k] of this.#keys) {
-      const p = this.#giveBack(k, now);
-      if (p) returns.push(p);
-    }
-    await Promise.all(returns);
+    for (const [, k] of this.#main) this.#queueReturn(k);
+    for (const [, k] of this.#probation) this.#queueReturn(k);
+    do {
+      await this.flushReturns();
+      await Promise.allSettled([...this.#pending]);
+    } while (this.#pending.size > 0 || this.#returns.size > 0);
+  }
+
+  #track(call: Promise<void>): void {
+    this.#pending.add(call);
+    void call.finally(() => this.#pending.delete(call));
   }
 
   #spend(k: KeyState, now: number): Decision {
@@ -359,32 +484,31 @@ export class LeaseManager {
     k.inflight = true;
     this.stats.leaseCalls++;
     if (need === 0) this.stats.aheadCalls++;
-    const call = this.#store
-      .lease(k.id, k.policy, { need, extra: this.#extra(k, need), leaseTtlMs: this.#ttlMs, report })
-      .then(
-        (reply) => {
-          try {
-            this.#granted(k, reply, need, now, unusedAtSend);
-          } catch (err) {
-            // A bug here must not leave requests waiting forever.
-            this.#failed(k, err);
-          }
-        },
-        // The spends of a failed report are not sent again: Redis may have applied them
-        // and only the reply was lost, and counting them twice would over-admit. Unsent,
-        // they only hold refill back until the lease deadline.
-        (err: unknown) => this.#failed(k, err),
-      )
-      .catch((err: unknown) => {
-        this.#log.error('lease reply handling failed', { error: (err as Error).message });
-      })
-      .finally(() => this.#pending.delete(call));
-    this.#pending.add(call);
+    this.#track(
+      this.#store
+        .lease(k.id, k.policy, { need, extra: this.#extra(k, need), leaseTtlMs: this.#ttlMs, report })
+        .then(
+          (reply) => {
+            try {
+              this.#granted(k, reply, need, now, unusedAtSend);
+            } catch (err) {
+              // A bug here must not leave requests waiting forever.
+              this.#failed(k, err);
+            }
+          },
+          // The spends of a failed report are not sent again: Redis may have applied them
+          // and only the reply was lost, and counting them twice would over-admit. Unsent,
+          // they only hold refill back until the lease deadline.
+          (err: unknown) => this.#failed(k, err),
+        )
+        .catch((err: unknown) => {
+          this.#log.error('lease reply handling failed', { error: (err as Error).message });
+        }),
+    );
   }
 
   #granted(k: KeyState, reply: LeaseReply, need: number, sentAt: number, unusedAtSend: number): void {
     k.inflight = false;
-    this.#breaker?.success();
     k.fallback = undefined;
     const now = this.#clock.nowMs();
     if (reply.kept) {
@@ -402,9 +526,18 @@ export class LeaseManager {
     k.lastGrant = reply.granted;
     k.globalRemaining = reply.remaining;
     k.globalAt = now;
-    if (k.registered > 0) this.#expiries.enqueue({ key: k, expiresAt: k.expiresAt });
+    if (k.registered > 0) this.#expiries.push({ key: k, expiresAt: k.expiresAt });
+    if (now >= k.expiresAt) {
+      // The reply came after the lease it brings had died (an event loop stalled past the
+      // TTL): nobody may spend it, and asking again could stall the same way. Its waiters
+      // are decided in degraded mode now, so none waits past this reply; the tokens go back.
+      this.stats.lateReplies++;
+      this.#failed(k, new StoreUnavailableError(`lease reply arrived ${Math.round(now - sentAt)} ms after it was sent, past the lease TTL`));
+      return;
+    }
+    this.#breaker?.success();
 
-    while (k.waiters.length > 0 && k.tokens >= 1 && now < k.expiresAt) {
+    while (k.waiters.length > 0 && k.tokens >= 1) {
       (k.waiters.shift() as Waiter).resolve(this.#spend(k, now));
     }
     // The global bucket has no whole token left: once the held ones are spent, deny here
@@ -417,9 +550,10 @@ export class LeaseManager {
     if (reply.granted < need) {
       for (const w of k.waiters.splice(0)) w.resolve(this.#denial(k, now));
     } else if (k.waiters.length > 0) {
+      // These arrived while the call was in flight: one more call, with them counted in it.
       this.#lease(k, now);
     }
-    if (k.evicted || this.#closed) this.#giveBack(k, now);
+    if (k.evicted || this.#closed) this.#queueReturn(k);
   }
 
   #failed(k: KeyState, err: unknown): void {
@@ -431,7 +565,7 @@ export class LeaseManager {
       this.#log.error('global store failed; deciding in degraded mode', {
         error: error.message,
         degradedMode: this.#degradedMode,
-        client: hashClientId(k.id),
+        client: this.#label(k.id),
         suppressed,
       }),
     );
@@ -442,6 +576,12 @@ export class LeaseManager {
       } catch (e) {
         w.reject(e as Error);
       }
+    }
+    // A sweep that ran while this call was in flight skipped the lease's return; a lease
+    // still held is returned now if it is due (or the key is gone), else at its expiry.
+    if (k.registered > 0 && k.tokens >= 1) {
+      if (k.evicted || this.#closed || now >= k.expiresAt - this.#sweepMs * 1.5) this.#queueReturn(k);
+      else this.#expiries.push({ key: k, expiresAt: k.expiresAt });
     }
   }
 
@@ -469,13 +609,32 @@ export class LeaseManager {
     };
   }
 
-  #evicted(k: KeyState, now: number): void {
+  #evicted(k: KeyState): void {
     k.evicted = true;
-    if (!k.inflight) this.#giveBack(k, now);
+    this.#queueReturn(k);
+  }
+
+  /** Queues the key's unused tokens for return; the pacer sends them (close() at once). */
+  #queueReturn(k: KeyState): void {
+    if (k.returnQueued || k.tokens < 1 || k.grantedAtMs === 0) return;
+    k.returnQueued = true;
+    this.#returns.enqueue(k);
+    if (this.#timers && !this.#closed && this.#paceTimer === undefined) this.#pace();
+  }
+
+  /** Sends one slice of queued returns every 10 ms while any wait: at most `returnsPerSec`. */
+  #pace(): void {
+    this.#paceTimer = setTimeout(() => {
+      this.#paceTimer = undefined;
+      void this.flushReturns(this.#returnsPerSlice);
+      if (this.#returns.size > 0 && !this.#closed) this.#pace();
+    }, 10);
+    this.#paceTimer.unref();
   }
 
   /** Gives the key's unused tokens back to the global bucket; failures are dropped and counted. */
   #giveBack(k: KeyState, now: number): Promise<void> | undefined {
+    // A call in flight reports this lease itself; its reply or failure queues the return again.
     if (k.inflight || k.tokens < 1) return undefined;
     const report = this.#report(k, now, false);
     k.tokens = 0;
@@ -489,7 +648,7 @@ export class LeaseManager {
       return undefined;
     }
     this.stats.returnCalls++;
-    return this.#store.lease(k.id, k.policy, { need: 0, extra: 0, leaseTtlMs: this.#ttlMs, report }).then(
+    const call = this.#store.lease(k.id, k.policy, { need: 0, extra: 0, leaseTtlMs: this.#ttlMs, report }).then(
       () => undefined,
       (err: unknown) => {
         this.stats.returnFailures++;
@@ -501,5 +660,7 @@ export class LeaseManager {
         );
       },
     );
+    this.#track(call);
+    return call;
   }
 }

@@ -2,16 +2,24 @@
  * @module resilience/health-monitor
  *
  * The background side of resilience, so that no request ever waits on it:
- * - while Redis is healthy, a heartbeat every `heartbeatIntervalMs` records this
- *   node in the fleet set and learns how many nodes are alive (degraded `local`
- *   mode splits the limit by that number); a failed heartbeat counts against the
- *   circuit breaker like a failed lease;
+ * - while Redis is healthy, a heartbeat every `heartbeatIntervalMs` (default
+ *   250 ms) records this node in the fleet set, with an expiry of four
+ *   intervals, and learns how many nodes are alive (degraded `local` mode
+ *   splits the limit by that number). A node that joins is counted by the others
+ *   within one interval; one that leaves gracefully too (it removes itself); one
+ *   that crashes within four intervals plus one. A failed heartbeat counts
+ *   against the circuit breaker like a failed lease; a successful one proves
+ *   nothing about leases and closes nothing;
  * - while the breaker is open, a probe every `probeIntervalMs` (a bounded PING)
- *   closes it on the first answer, so the node is back in global mode within
- *   about a probe interval of Redis answering.
+ *   moves it to half-open when Redis answers, so the next request's lease is
+ *   the trial that closes it. A node with no request to make the trial makes
+ *   one itself, a lease on a probe key, on its next round.
+ *
+ * Every round is guarded: whatever a round throws is logged (throttled) and the
+ * next round is scheduled anyway, so the monitor cannot stop for good.
  */
 import { randomUUID } from 'node:crypto';
-import type { Logger } from '../log/logger.js';
+import { type Logger, throttled } from '../log/logger.js';
 import type { GlobalStore } from '../store/global-store.js';
 import type { CircuitBreaker } from './circuit-breaker.js';
 
@@ -24,14 +32,22 @@ export type HealthMonitorOptions = {
   probeIntervalMs?: number;
 };
 
+/** The id of the probe key the monitor's own trial lease uses (hashed like any client id). */
+export const PROBE_CLIENT_ID = '\u0000health-probe';
+const PROBE_POLICY = { capacity: 1, refillPerSec: 1 };
+
 export class HealthMonitor {
   readonly nodeId: string;
   /** Live nodes as last counted in Redis; 1 until this node has seen Redis. */
   liveNodes = 1;
+  /** Whether the last round reached Redis (a heartbeat, probe or trial answered). */
+  redisUp = false;
   readonly #store: GlobalStore;
   readonly #breaker: CircuitBreaker;
+  readonly #log: Logger;
   readonly #heartbeatMs: number;
   readonly #probeMs: number;
+  readonly #logRoundFailure = throttled(10_000);
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
   /** The round in progress, so stop() can let it finish before leaving. */
@@ -40,9 +56,15 @@ export class HealthMonitor {
   constructor(options: HealthMonitorOptions) {
     this.#store = options.store;
     this.#breaker = options.breaker;
+    this.#log = options.logger;
     this.nodeId = options.nodeId ?? randomUUID();
-    this.#heartbeatMs = options.heartbeatIntervalMs ?? 1000;
+    this.#heartbeatMs = options.heartbeatIntervalMs ?? 250;
     this.#probeMs = options.probeIntervalMs ?? 200;
+  }
+
+  /** How long a heartbeat keeps this node counted. */
+  get heartbeatTtlMs(): number {
+    return this.#heartbeatMs * 4;
   }
 
   start(): void {
@@ -50,25 +72,46 @@ export class HealthMonitor {
   }
 
   #run(): void {
-    this.#current = this.#tick();
+    this.#current = this.#guardedRound();
   }
 
-  /** One round: a probe while the breaker is open, then a heartbeat if Redis answers. */
-  async #tick(): Promise<void> {
+  async #guardedRound(): Promise<void> {
+    try {
+      await this.round();
+    } catch (err) {
+      this.#logRoundFailure((suppressed) =>
+        this.#log.error('health monitor round failed; next round scheduled', { error: (err as Error).message, suppressed }),
+      );
+    }
     if (this.#stopped) return;
-    if (this.#breaker.isOpen && (await this.#store.ping())) this.#breaker.success();
+    this.#timer = setTimeout(() => this.#run(), this.#breaker.isOpen ? this.#probeMs : this.#heartbeatMs);
+    this.#timer.unref();
+  }
+
+  /** One round: a probe or trial while degraded, a heartbeat while healthy. Public for tests. */
+  async round(): Promise<void> {
     if (this.#stopped) return;
-    if (!this.#breaker.isOpen) {
+    if (this.#breaker.state === 'open') {
+      this.redisUp = await this.#store.ping();
+      if (this.redisUp) this.#breaker.probeSucceeded();
+      return;
+    }
+    if (this.#breaker.awaitingTrial && this.#breaker.tryCall()) {
       try {
-        this.liveNodes = await this.#store.heartbeat(this.nodeId, this.#heartbeatMs * 3);
+        await this.#store.lease(PROBE_CLIENT_ID, PROBE_POLICY, { need: 0, extra: 0, leaseTtlMs: 1000 });
         this.#breaker.success();
       } catch (err) {
         this.#breaker.failure((err as Error).message);
       }
     }
-    if (this.#stopped) return;
-    this.#timer = setTimeout(() => this.#run(), this.#breaker.isOpen ? this.#probeMs : this.#heartbeatMs);
-    this.#timer.unref();
+    if (this.#stopped || this.#breaker.isOpen) return;
+    try {
+      this.liveNodes = await this.#store.heartbeat(this.nodeId, this.heartbeatTtlMs);
+      this.redisUp = true;
+    } catch (err) {
+      this.redisUp = false;
+      this.#breaker.failure((err as Error).message);
+    }
   }
 
   /** Stops probing and takes this node out of the live count. */

@@ -5,6 +5,10 @@
  * limits are per process. Runs the same `leaseStep` as the Redis script, with the
  * injected clock, and drops buckets once they would be full again (like the PX
  * expiry in Redis), so idle clients cost nothing.
+ *
+ * It uses the same monotonic clock as the lease manager: the buckets and the
+ * leases spent against them are one decision domain, and a wall-clock step
+ * (NTP) must not free leases early or refill a bucket in one go.
  */
 import { type BucketPolicy, type GlobalBucketState, type LeaseReply, type LeaseRequest, leaseStep } from '../bucket/global-bucket.js';
 import type { Clock } from '../lease/clock.js';
@@ -33,7 +37,7 @@ export class MemoryStore implements GlobalStore {
   }
 
   lease(clientId: string, policy: BucketPolicy, req: LeaseRequest): Promise<LeaseReply> {
-    const now = this.#clock.wallMs();
+    const now = this.#clock.nowMs();
     const held = this.#buckets.get(clientId);
     const prev = held && held.expiresAtMs > now ? held.state : undefined;
     const step = leaseStep(prev, policy, req, now);
@@ -43,7 +47,7 @@ export class MemoryStore implements GlobalStore {
 
   /** Drops buckets whose TTL has passed. */
   sweep(): void {
-    const now = this.#clock.wallMs();
+    const now = this.#clock.nowMs();
     for (const [id, held] of this.#buckets) if (held.expiresAtMs <= now) this.#buckets.delete(id);
   }
 

@@ -73,6 +73,9 @@ export class RedisStore implements GlobalStore {
         retryDelayOnFailover: 50,
         maxRedirections: 3,
         slotsRefreshTimeout: Math.max(1000, options.commandTimeoutMs),
+        // A master that died leaves its slots pointing at a dead socket until the slot map
+        // is read again; failed calls also ask for a refresh (see #call).
+        slotsRefreshInterval: 1000,
       });
     } else if (options.url) {
       this.redis = new Redis(options.url, { ...perNode, enableAutoPipelining: true });
@@ -100,10 +103,20 @@ export class RedisStore implements GlobalStore {
     try {
       return await Promise.race([run(), deadline]);
     } catch (err) {
+      if (this.redis instanceof Cluster) this.#refreshSlots();
       throw new StoreUnavailableError(`redis ${what} failed: ${(err as Error).message}`, { cause: err });
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  #lastSlotsRefresh = 0;
+  /** After a failover the slot map is stale until read again: at most one refresh per 500 ms. */
+  #refreshSlots(): void {
+    const now = Date.now();
+    if (now - this.#lastSlotsRefresh < 500) return;
+    this.#lastSlotsRefresh = now;
+    (this.redis as Cluster).refreshSlotsCache();
   }
 
   async lease(clientId: string, policy: BucketPolicy, req: LeaseRequest): Promise<LeaseReply> {

@@ -1,7 +1,9 @@
 /**
  * Builds a real Redis Cluster for a test: `redis-server --cluster-enabled yes`
  * processes on free ports joined by `redis-cli --cluster create`, three masters
- * with one replica each, and a short node timeout so failover takes ~2 s.
+ * with one replica each, and a short node timeout so failover takes ~2 s
+ * (replica validity factor 0: a replica always may take over, however long
+ * the test machine kept it from pinging its master).
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -21,7 +23,7 @@ export class RedisCluster {
     const nodes: RedisProcess[] = [];
     for (let i = 0; i < masters * (1 + replicas); i++) {
       nodes.push(
-        await RedisProcess.start(['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '1000']),
+        await RedisProcess.start(['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '1000', '--cluster-replica-validity-factor', '0']),
       );
     }
     const c = new RedisCluster(nodes);
@@ -56,6 +58,20 @@ export class RedisCluster {
       await new Promise((r) => setTimeout(r, 200));
     }
     throw new Error('cluster did not become healthy');
+  }
+
+  /**
+   * After a master was killed: waits until the cluster noticed (it reports the state
+   * `ok` until the node timeout passes) and a replica took over, i.e. three live
+   * masters and every live node at cluster_state:ok.
+   */
+  async waitFailover(timeoutMs = 20_000): Promise<void> {
+    const t0 = Date.now();
+    while (Date.now() - t0 < timeoutMs) {
+      if ((await this.masters()).length === 3) return this.waitHealthy(timeoutMs - (Date.now() - t0));
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    throw new Error('no replica took over');
   }
 
   /** The processes currently serving as masters. */
