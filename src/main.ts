@@ -2,9 +2,14 @@
  * @module main
  *
  * `npm start`: reads the config from the environment, serves, and shuts down
- * gracefully on SIGTERM / SIGINT (stop accepting, finish in-flight requests,
- * return unused leased tokens, leave the fleet, close Redis, exit 0 within
- * SHUTDOWN_TIMEOUT_MS, default 5 s).
+ * gracefully on SIGTERM / SIGINT (drain, stop accepting, finish in-flight
+ * requests, return unused leased tokens, leave the fleet, close Redis, exit 0
+ * within SHUTDOWN_TIMEOUT_MS, default 5 s).
+ *
+ * Under `npm start` the signal may reach npm alone (systemd, `docker stop`, a
+ * `kill <pid>`): npm then dies without passing it on. So a process started by
+ * npm also watches its parent and shuts down the same way when the parent is
+ * gone: whichever way the signal arrives, nothing is left serving.
  */
 import { ConfigError, loadConfig } from './config/config.js';
 import { createLogger } from './log/logger.js';
@@ -52,6 +57,16 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  if (process.env.npm_lifecycle_event) {
+    const parent = process.ppid;
+    const watch = setInterval(() => {
+      if (process.ppid !== parent) {
+        clearInterval(watch);
+        stop('parent process exited');
+      }
+    }, 200);
+    watch.unref();
+  }
 }
 
 process.on('unhandledRejection', (reason) => {

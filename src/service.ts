@@ -6,17 +6,20 @@
  * all down in order. `main.ts` calls it with the environment; integration tests
  * and benchmarks call it with their own config.
  */
-import { type ServerType, serve } from '@hono/node-server';
+import type { Server } from 'node:http';
+import net from 'node:net';
 import type { Hono } from 'hono';
 import type { Config } from './config/config.js';
 import { type HealthReport, createApp } from './http/app.js';
+import { createNodeServer } from './http/node-server.js';
 import type { RateLimitEnv } from './http/rate-limit-middleware.js';
 import { type Clock, systemClock } from './lease/clock.js';
 import { LeaseManager, type Policy } from './lease/lease-manager.js';
-import type { Logger } from './log/logger.js';
+import { type Logger, throttled } from './log/logger.js';
 import { CircuitBreaker } from './resilience/circuit-breaker.js';
 import { HealthMonitor } from './resilience/health-monitor.js';
 import type { GlobalStore } from './store/global-store.js';
+import { createKeyHasher } from './store/key-name.js';
 import { MemoryStore } from './store/memory-store.js';
 import { RedisStore } from './store/redis-store.js';
 
@@ -27,7 +30,10 @@ export type Service = {
   breaker: CircuitBreaker;
   monitor: HealthMonitor | undefined;
   policy: Policy;
-  health(): Promise<HealthReport>;
+  /** The node's state as last observed (no Redis call). */
+  health(): HealthReport;
+  /** Public /health answers 503 from now on. */
+  startDraining(): void;
   /** Starts the background health monitor; waits up to `readyTimeoutMs` for Redis first. */
   start(readyTimeoutMs?: number): Promise<void>;
   /** Returns unused tokens, leaves the fleet, closes Redis. */
@@ -35,9 +41,13 @@ export type Service = {
 };
 
 export type ListeningService = Service & {
-  server: ServerType;
+  server: Server;
   port: number;
-  /** Stops accepting, lets in-flight requests finish, then `Service.close()`; bounded by `timeoutMs`. */
+  /**
+   * Drains (health 503, `Connection: close` on every response, still accepting) for
+   * `SHUTDOWN_DRAIN_MS` (at most half the bound), stops accepting, lets in-flight
+   * requests finish, then `Service.close()`; all within `timeoutMs`.
+   */
   close(timeoutMs?: number): Promise<void>;
 };
 
@@ -45,21 +55,31 @@ export function createService(config: Config, deps: { logger: Logger; clock?: Cl
   const { logger } = deps;
   const clock = deps.clock ?? systemClock;
   const usesRedis = Boolean(config.redisUrl || config.redisClusterNodes);
+  const hashKey = createKeyHasher(config.keyHashSecret);
+  if (usesRedis && !config.keyHashSecret) {
+    logger.warn('KEY_HASH_SECRET is not set: Redis key names use an unkeyed hash of each API key; set the same secret on every node');
+  }
   const store: GlobalStore = usesRedis
     ? new RedisStore({
         url: config.redisUrl,
         clusterNodes: config.redisClusterNodes,
         commandTimeoutMs: config.redisTimeoutMs,
         keyPrefix: config.redisKeyPrefix,
+        hashKey,
       })
     : new MemoryStore({ clock });
   let monitor: HealthMonitor | undefined;
+  // A flapping Redis must not flood the log: each direction at most once per 10 s, with a count.
+  const logOpen = throttled(10_000);
+  const logClosed = throttled(10_000);
   const breaker = new CircuitBreaker({
     onChange: (state, reason) => {
       if (state === 'open') {
-        logger.warn('redis unavailable: switching to degraded mode', { degradedMode: config.degradedMode, liveNodes: monitor?.liveNodes, reason });
+        logOpen((suppressed) =>
+          logger.warn('redis unavailable: switching to degraded mode', { degradedMode: config.degradedMode, liveNodes: monitor?.liveNodes, reason, suppressed }),
+        );
       } else {
-        logger.info('redis answering again: back to global mode', { reason });
+        logClosed((suppressed) => logger.info('redis answering again: back to global mode', { reason, suppressed }));
       }
     },
   });
@@ -72,19 +92,23 @@ export function createService(config: Config, deps: { logger: Logger; clock?: Cl
     leaseTtlMs: config.leaseTtlMs,
     maxLeaseTokens: config.leaseMaxTokens,
     coldLeaseTokens: config.leaseColdTokens,
+    newKeysPerSec: config.newKeysPerSec,
     breaker: usesRedis ? breaker : undefined,
     degradedMode: config.degradedMode,
     liveNodes: () => monitor?.liveNodes ?? 1,
+    clientLabel: hashKey,
   });
   const policy: Policy = config.policy;
+  let draining = false;
 
-  const health = async (): Promise<HealthReport> => {
-    if (!usesRedis) return { status: 'ok', mode: 'local-only', redis: 'not used' };
-    const up = await store.ping();
+  const health = (): HealthReport => {
+    const status = draining ? 'draining' : 'ok';
+    if (!usesRedis) return { status, mode: 'local-only', redis: 'not used' };
     return {
-      status: 'ok',
+      status,
       mode: breaker.isOpen ? 'degraded' : 'global',
-      redis: up ? 'up' : 'down',
+      // Open: the calls that matter fail, whatever the last heartbeat said.
+      redis: breaker.state !== 'open' && monitor?.redisUp ? 'up' : 'down',
       degradedMode: config.degradedMode,
       liveNodes: monitor?.liveNodes ?? 1,
       // Since start: decisions made without Redis, and of those the ones allowed only by fail-open.
@@ -102,12 +126,15 @@ export function createService(config: Config, deps: { logger: Logger; clock?: Cl
     monitor,
     policy,
     health,
+    startDraining() {
+      draining = true;
+    },
     async start(readyTimeoutMs = 2000) {
       if (usesRedis && !(await store.ready(readyTimeoutMs))) {
         // Start anyway; the monitor's probe upgrades to global mode when Redis appears.
         breaker.trip('redis not answering at start-up');
       }
-      monitor?.start();
+      await monitor?.start();
     },
     async close() {
       await monitor?.stop();
@@ -121,25 +148,43 @@ export function createService(config: Config, deps: { logger: Logger; clock?: Cl
 export async function startService(config: Config, deps: { logger: Logger; clock?: Clock }): Promise<ListeningService> {
   const svc = createService(config, deps);
   await svc.start();
-  const { server, port } = await new Promise<{ server: ServerType; port: number }>((resolve, reject) => {
-    const s = serve({ fetch: svc.app.fetch, port: config.port, hostname: config.host }, (info) =>
-      resolve({ server: s, port: info.port }),
-    );
-    s.once('error', reject);
+  const node = createNodeServer(svc.app.fetch);
+  const server = node.server;
+  const port = await new Promise<number>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => {
+      server.off('error', reject);
+      resolve((server.address() as { port: number }).port);
+    });
   });
+  let closing: Promise<void> | undefined;
   return {
     ...svc,
     server,
     port,
-    async close(timeoutMs: number = config.shutdownTimeoutMs) {
-      const deadline = Date.now() + timeoutMs;
-      const left = () => Math.max(0, deadline - Date.now());
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      // Idle keep-alive sockets would hold close() open; busy ones close after their response.
-      if ('closeIdleConnections' in server) server.closeIdleConnections();
-      await Promise.race([closed, sleep(left() * 0.6)]);
-      if ('closeAllConnections' in server) server.closeAllConnections();
-      await Promise.race([svc.close(), sleep(left())]);
+    close(timeoutMs: number = config.shutdownTimeoutMs) {
+      closing ??= (async () => {
+        const deadline = performance.now() + timeoutMs;
+        const left = () => Math.max(0, deadline - performance.now());
+        // Draining: /health answers 503 so a balancer stops sending; requests are served as usual.
+        svc.startDraining();
+        await sleep(Math.min(config.shutdownDrainMs, timeoutMs / 2));
+        // Then stop listening, and answer every request from now on with `Connection: close`,
+        // so a keep-alive client ends its connection after the answer it is reading and its
+        // next attempt is refused cleanly instead of reset. (Sending `Connection: close` while
+        // still listening would make clients reconnect, and closing the listener resets the
+        // connections waiting in its accept queue.) Not http.Server.close(): it also closes
+        // idle keep-alive sockets at once, under a request that may be on its way. Sockets
+        // still idle after a short grace are closed, and whatever is left as the bound nears.
+        node.startDraining();
+        const closed = new Promise<void>((resolve) => net.Server.prototype.close.call(server, () => resolve()));
+        await Promise.race([closed, sleep(Math.min(1000, left() * 0.3))]);
+        server.closeIdleConnections();
+        await Promise.race([closed, sleep(left() * 0.6)]);
+        server.closeAllConnections();
+        await Promise.race([svc.close(), sleep(left())]);
+      })();
+      return closing;
     },
   };
 }

@@ -6,7 +6,7 @@
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GlobalBucketState, type LeaseReport, leaseStep } from '../src/bucket/global-bucket.js';
-import { bucketKeyName } from '../src/store/key-name.js';
+import { bucketKeyName, createKeyHasher } from '../src/store/key-name.js';
 import { RedisStore } from '../src/store/redis-store.js';
 import { RedisProcess } from './helpers/redis-server.js';
 
@@ -63,7 +63,7 @@ describe('lua/lease.lua', () => {
       const reply = await store.lease('diff-client', policy, req);
       const expected = leaseStep(model, policy, req, reply.grantedAtMs);
       expect(reply).toEqual(expected.reply);
-      const stored = await inspect.get(bucketKeyName(PREFIX, 'diff-client'));
+      const stored = await inspect.get(bucketKeyName(PREFIX, 'diff-client', createKeyHasher()));
       model = parseState(stored as string);
       expect(model.tokens).toBeCloseTo(expected.state.tokens, 6);
       expect(model.leased).toBe(expected.state.leased);
@@ -77,7 +77,7 @@ describe('lua/lease.lua', () => {
     const apiKey = 'sk_live_SECRET-api-key-value';
     await store.lease(apiKey, { capacity: 40, refillPerSec: 10 }, { need: 5, extra: 0, leaseTtlMs: 1000 });
     const keys = await inspect.keys(`${PREFIX}*`);
-    const mine = keys.filter((k) => k === bucketKeyName(PREFIX, apiKey));
+    const mine = keys.filter((k) => k === bucketKeyName(PREFIX, apiKey, createKeyHasher()));
     expect(mine).toHaveLength(1);
     expect(keys.some((k) => k.includes('SECRET'))).toBe(false);
     expect(mine[0]).toMatch(/^luatest:\{[A-Za-z0-9_-]{22}\}$/);

@@ -5,7 +5,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { scopedClientId } from '../src/http/rate-limit-middleware.js';
-import { bucketKeyName } from '../src/store/key-name.js';
+import { bucketKeyName, createKeyHasher } from '../src/store/key-name.js';
 import { RedisProcess } from './helpers/redis-server.js';
 import { type Node, hit, startNode } from './helpers/service.js';
 
@@ -82,7 +82,7 @@ describe('two nodes, one Redis', () => {
       await new Promise((r) => setTimeout(r, 150)); // ~6 req/s, within the 10/s refill
     }
     const inspect = redis.client();
-    const key = bucketKeyName('rl:', scopedClientId('default', 'returner'));
+    const key = bucketKeyName('rl:', scopedClientId('default', 'returner'), createKeyHasher());
     const leasedBefore = Number(((await inspect.get(key)) as string).split(' ')[2]);
     expect(leasedBefore).toBeGreaterThan(5); // warm key: tokens leased ahead of demand
     await a.close(2000);

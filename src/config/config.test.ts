@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from './config.js';
+import { CONFIG_VARIABLES, ConfigError, loadConfig } from './config.js';
 
 describe('loadConfig', () => {
   it('has defaults that run with nothing set', () => {
@@ -9,17 +9,56 @@ describe('loadConfig', () => {
     expect(Object.isFrozen(c)).toBe(true);
   });
 
-  it('reads every variable', () => {
-    const c = loadConfig({
-      PORT: '9000',
-      REDIS_URL: 'redis://127.0.0.1:6380',
-      RATE_LIMIT_CAPACITY: '100',
-      RATE_LIMIT_REFILL_PER_SEC: '2.5',
-      LOCAL_MAX_KEYS: '50',
-      LEASE_TTL_MS: '2000',
-    });
-    expect(c).toMatchObject({ port: 9000, redisUrl: 'redis://127.0.0.1:6380', localMaxKeys: 50, leaseTtlMs: 2000 });
-    expect(c.policy).toMatchObject({ capacity: 100, refillPerSec: 2.5 });
+  // Every variable the service reads, a non-default value for it, and where it lands.
+  const EVERY: [string, string, (c: ReturnType<typeof loadConfig>) => unknown, unknown][] = [
+    ['PORT', '9000', (c) => c.port, 9000],
+    ['HOST', '127.0.0.1', (c) => c.host, '127.0.0.1'],
+    ['REDIS_URL', 'redis://127.0.0.1:6380', (c) => c.redisUrl, 'redis://127.0.0.1:6380'],
+    ['REDIS_CLUSTER_NODES', '10.0.0.1:7000,10.0.0.2:7001', (c) => c.redisClusterNodes, [{ host: '10.0.0.1', port: 7000 }, { host: '10.0.0.2', port: 7001 }]],
+    ['REDIS_TIMEOUT_MS', '250', (c) => c.redisTimeoutMs, 250],
+    ['DEGRADED_MODE', 'open', (c) => c.degradedMode, 'open'],
+    ['SHUTDOWN_TIMEOUT_MS', '9000', (c) => c.shutdownTimeoutMs, 9000],
+    ['SHUTDOWN_DRAIN_MS', '2500', (c) => c.shutdownDrainMs, 2500],
+    ['KEY_HASH_SECRET', 'a-long-enough-secret', (c) => c.keyHashSecret, 'a-long-enough-secret'],
+    ['NEW_KEYS_PER_SEC', '500', (c) => c.newKeysPerSec, 500],
+    ['REDIS_KEY_PREFIX', 'x:', (c) => c.redisKeyPrefix, 'x:'],
+    ['RATE_LIMIT_CAPACITY', '100', (c) => c.policy.capacity, 100],
+    ['RATE_LIMIT_REFILL_PER_SEC', '2.5', (c) => c.policy.refillPerSec, 2.5],
+    ['RATE_LIMIT_POLICY_NAME', 'gold', (c) => c.policy.name, 'gold'],
+    ['LOCAL_MAX_KEYS', '50', (c) => c.localMaxKeys, 50],
+    ['LEASE_TTL_MS', '2000', (c) => c.leaseTtlMs, 2000],
+    ['LEASE_MAX_TOKENS', '7', (c) => c.leaseMaxTokens, 7],
+    ['LEASE_COLD_TOKENS', '3', (c) => c.leaseColdTokens, 3],
+    ['LOG_LEVEL', 'debug', (c) => c.logLevel, 'debug'],
+  ];
+
+  it('reads every variable it declares, each into its own field', () => {
+    expect(EVERY.map(([name]) => name).sort()).toEqual([...CONFIG_VARIABLES].sort());
+    const c = loadConfig(Object.fromEntries(EVERY.map(([name, value]) => [name, value])));
+    for (const [name, , read, expected] of EVERY) expect(read(c), name).toEqual(expected);
+  });
+
+  it('refuses a lease TTL that does not outlive the Redis deadline, and a drain longer than the shutdown', () => {
+    expect(() => loadConfig({ REDIS_TIMEOUT_MS: '1000', LEASE_TTL_MS: '3000' })).toThrow(/LEASE_TTL_MS=.*at least 4 × REDIS_TIMEOUT_MS/);
+    expect(loadConfig({ REDIS_TIMEOUT_MS: '1000', LEASE_TTL_MS: '4000' }).leaseTtlMs).toBe(4000);
+    expect(() => loadConfig({ SHUTDOWN_TIMEOUT_MS: '1000', SHUTDOWN_DRAIN_MS: '1000' })).toThrow(/SHUTDOWN_DRAIN_MS=.*less than SHUTDOWN_TIMEOUT_MS/);
+  });
+
+  it('never echoes a secret or a password in its errors', () => {
+    const message = (env: Record<string, string>) => {
+      try {
+        loadConfig(env);
+      } catch (err) {
+        return (err as Error).message;
+      }
+      return '';
+    };
+    const bad = message({ REDIS_URL: 'http://admin:hunter2@redis:6379' });
+    expect(bad).toMatch(/REDIS_URL=.*admin:\*\*\*@redis/);
+    expect(bad).not.toContain('hunter2');
+    const short = message({ KEY_HASH_SECRET: 'tooshort' });
+    expect(short).toMatch(/KEY_HASH_SECRET=\(secret, not shown\)/);
+    expect(short).not.toContain('tooshort');
   });
 
   it.each([

@@ -44,6 +44,9 @@ const schema = z.object({
   REDIS_TIMEOUT_MS: int(1, 60_000).default(100),
   DEGRADED_MODE: z.enum(['local', 'open', 'closed'], { error: 'one of local, open, closed' }).default('local'),
   SHUTDOWN_TIMEOUT_MS: int(0, 600_000).default(5000),
+  SHUTDOWN_DRAIN_MS: int(0, 600_000).default(1000),
+  KEY_HASH_SECRET: z.string().min(16, 'a secret of at least 16 characters (the same on every node)').optional(),
+  NEW_KEYS_PER_SEC: int(1, 10_000_000).default(3000),
   REDIS_KEY_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9:_.-]{0,32}$/, 'up to 32 characters from A-Z a-z 0-9 : _ . -')
@@ -59,7 +62,26 @@ const schema = z.object({
   LEASE_MAX_TOKENS: int(0, 1_000_000).default(20),
   LEASE_COLD_TOKENS: int(1, 1_000_000).default(1),
   LOG_LEVEL: z.enum(['error', 'warn', 'info', 'debug'], { error: 'one of error, warn, info, debug' }).default('info'),
-});
+})
+  // A lease must outlive the call that brings it, or its reply can only be dropped.
+  .refine((c) => c.LEASE_TTL_MS >= 4 * c.REDIS_TIMEOUT_MS, {
+    path: ['LEASE_TTL_MS'],
+    message: 'at least 4 × REDIS_TIMEOUT_MS (a lease must outlive the call that brings it)',
+  })
+  .refine((c) => c.SHUTDOWN_TIMEOUT_MS === 0 || c.SHUTDOWN_DRAIN_MS < c.SHUTDOWN_TIMEOUT_MS, {
+    path: ['SHUTDOWN_DRAIN_MS'],
+    message: 'less than SHUTDOWN_TIMEOUT_MS (draining is part of the shutdown)',
+  });
+
+/** Variables whose values are never printed. */
+const SECRET_VARIABLES = new Set(['KEY_HASH_SECRET']);
+
+/** A value fit for an error message: secrets hidden, credentials in URLs masked. */
+export function redact(name: string, value: string | undefined): string {
+  if (value === undefined) return 'unset';
+  if (SECRET_VARIABLES.has(name)) return '(secret, not shown)';
+  return JSON.stringify(value.replace(/(\/\/)([^/@\s]*)@/g, (_, slashes: string, auth: string) => `${slashes}${auth.includes(':') ? `${auth.split(':')[0]}:***` : '***'}@`));
+}
 
 export type Config = Readonly<{
   port: number;
@@ -69,6 +91,10 @@ export type Config = Readonly<{
   redisTimeoutMs: number;
   degradedMode: 'local' | 'open' | 'closed';
   shutdownTimeoutMs: number;
+  /** How long a stopping node keeps serving (health 503, `Connection: close`) before it stops accepting. */
+  shutdownDrainMs: number;
+  keyHashSecret: string | undefined;
+  newKeysPerSec: number;
   redisKeyPrefix: string;
   policy: Readonly<{ name: string; capacity: number; refillPerSec: number }>;
   localMaxKeys: number;
@@ -93,7 +119,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   const parsed = schema.safeParse(input);
   if (!parsed.success) {
-    const lines = parsed.error.issues.map((i) => `${String(i.path[0])}=${JSON.stringify(input[String(i.path[0])])}: expected ${i.message}`);
+    const lines = parsed.error.issues.map((i) => {
+      const name = String(i.path[0]);
+      return `${name}=${redact(name, input[name])}: expected ${i.message}`;
+    });
     throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
   }
   const c = parsed.data;
@@ -108,6 +137,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     redisTimeoutMs: c.REDIS_TIMEOUT_MS,
     degradedMode: c.DEGRADED_MODE,
     shutdownTimeoutMs: c.SHUTDOWN_TIMEOUT_MS,
+    shutdownDrainMs: c.SHUTDOWN_DRAIN_MS,
+    keyHashSecret: c.KEY_HASH_SECRET,
+    newKeysPerSec: c.NEW_KEYS_PER_SEC,
     redisKeyPrefix: c.REDIS_KEY_PREFIX,
     policy: Object.freeze({ name: c.RATE_LIMIT_POLICY_NAME, capacity: c.RATE_LIMIT_CAPACITY, refillPerSec: c.RATE_LIMIT_REFILL_PER_SEC }),
     localMaxKeys: c.LOCAL_MAX_KEYS,

@@ -6,6 +6,8 @@ import { silentLogger } from '../log/logger.js';
 import { StoreUnavailableError } from '../store/global-store.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { Hono } from 'hono';
+import { loadConfig } from '../config/config.js';
+import { createService } from '../service.js';
 import { createApp } from './app.js';
 import { type RateLimitEnv, createMiddleware } from './rate-limit-middleware.js';
 
@@ -25,7 +27,7 @@ function makeManager(clock = new FakeClock()) {
 function makeApp() {
   const clock = new FakeClock();
   const manager = makeManager(clock);
-  const health = async () => ({ status: 'ok' as const, mode: 'local-only' as const, redis: 'not used' as const });
+  const health = () => ({ status: 'ok' as const, mode: 'local-only' as const, redis: 'not used' as const });
   return { clock, app: createApp({ limiter: manager, health, policy, logger: silentLogger() }) };
 }
 const get = (app: ReturnType<typeof makeApp>['app'], key?: string) =>
@@ -92,7 +94,7 @@ describe('GET /resource', () => {
 
   it('503 JSON with Retry-After when the global store fails', async () => {
     const failing = { check: () => Promise.reject(new StoreUnavailableError('redis down')) };
-    const health = async () => ({ status: 'ok' as const, mode: 'degraded' as const, redis: 'down' as const });
+    const health = () => ({ status: 'ok' as const, mode: 'degraded' as const, redis: 'down' as const });
     const app = createApp({ limiter: failing, health, policy, logger: silentLogger() });
     const res = await get(app, 'erin');
     expect(res.status).toBe(503);
@@ -102,13 +104,16 @@ describe('GET /resource', () => {
 });
 
 describe('GET /health and the rest', () => {
-  it('reports the mode and Redis, and is never limited', async () => {
-    const { app } = makeApp();
-    for (let i = 0; i < 100; i++) {
-      const res = await app.request('/health');
-      expect(res.status).toBe(200);
-    }
-    expect(await (await app.request('/health')).json()).toEqual({ status: 'ok', mode: 'local-only', redis: 'not used' });
+  it('reports the real service\'s mode, is never limited, and answers 503 while draining', async () => {
+    const svc = createService(loadConfig({}), { logger: silentLogger() });
+    closers.push(() => svc.close());
+    await svc.start();
+    for (let i = 0; i < 100; i++) expect((await svc.app.request('/health')).status).toBe(200);
+    expect(await (await svc.app.request('/health')).json()).toEqual({ status: 'ok', mode: 'local-only', redis: 'not used' });
+    svc.startDraining();
+    const res = await svc.app.request('/health');
+    expect(res.status).toBe(503);
+    expect(await res.json()).toMatchObject({ status: 'draining' });
   });
 
   it('answers unknown routes with JSON 404', async () => {
@@ -116,6 +121,23 @@ describe('GET /health and the rest', () => {
     const res = await app.request('/nope');
     expect(res.status).toBe(404);
     expect(await res.json()).toEqual({ detail: 'Not Found' });
+  });
+
+  it.each(['POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'])('answers %s /resource with 405 and Allow, counting nothing', async (method) => {
+    const { app } = makeApp();
+    const res = await app.request('/resource', { method, headers: { 'X-API-Key': 'mallory' } });
+    expect(res.status).toBe(405);
+    expect(res.headers.get('Allow')).toBe('GET, HEAD');
+    expect(await res.json()).toEqual({ detail: 'Method Not Allowed' });
+    const after = await get(app, 'mallory');
+    expect(after.headers.get('X-RateLimit-Remaining')).toBe('39'); // the first token this key ever spent
+  });
+
+  it('limits HEAD like GET', async () => {
+    const { app } = makeApp();
+    const res = await app.request('/resource', { method: 'HEAD', headers: { 'X-API-Key': 'hana' } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('X-RateLimit-Remaining')).toBe('39');
   });
 });
 

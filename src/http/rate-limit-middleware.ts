@@ -7,15 +7,17 @@
  * answers 429 itself. The API key is only ever passed to the limiter: never
  * logged, never put in a response.
  *
- * Status codes: 401 missing or empty key; 400 key over 256 bytes or with control
- * characters; 429 limited; 503 when the global store cannot answer in time.
+ * Status codes: 401 missing or empty key; 400 key over 256 bytes, with control
+ * characters, or sent in more than one header (Node joins repeated headers
+ * with ", ", which would make a new key of them); 429 limited; 503 when the
+ * global store cannot answer in time.
  *
  * @example
  * const app = new Hono<RateLimitEnv>();
  * app.use('/api/*', createMiddleware({ limiter, policy }));
  * app.get('/api/x', (c) => c.json({ left: c.get('rateLimit').remaining }));
  */
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Context, MiddlewareHandler } from 'hono';
 import type { Decision, Policy } from '../lease/lease-manager.js';
 import { StoreUnavailableError } from '../store/global-store.js';
@@ -60,6 +62,21 @@ export function scopedClientId(policyName: string, apiKey: string): string {
   return `${policyName}\u0000${apiKey}`;
 }
 
+/**
+ * Whether the request carried the header more than once. Node joins repeated
+ * headers into one value with ", "; only the raw headers tell them apart, and
+ * they are read only when the joined value could be such a join.
+ */
+function repeatedHeader(c: Context, value: string, lowerName: string): boolean {
+  if (!value.includes(',')) return false;
+  const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+  const raw = incoming?.rawHeaders;
+  if (!raw) return false;
+  let seen = 0;
+  for (let i = 0; i < raw.length; i += 2) if ((raw[i] as string).toLowerCase() === lowerName) seen++;
+  return seen > 1;
+}
+
 /** Validates the key: null when fine, else the status and message to answer with. */
 export function checkApiKey(key: string | undefined): { status: 400 | 401; detail: string } | null {
   if (key === undefined || key === '') return { status: 401, detail: 'Missing API key' };
@@ -72,6 +89,7 @@ export function checkApiKey(key: string | undefined): { status: 400 | 401; detai
 export function createMiddleware(options: RateLimitOptions): MiddlewareHandler<RateLimitEnv> {
   const { limiter } = options;
   const header = options.keyHeader ?? 'X-API-Key';
+  const lowerHeader = header.toLowerCase();
   const policyFor = typeof options.policy === 'function' ? options.policy : () => options.policy as Policy;
   if (typeof limiter?.check !== 'function') throw new TypeError('createMiddleware: options.limiter.check must be a function');
 
@@ -79,6 +97,7 @@ export function createMiddleware(options: RateLimitOptions): MiddlewareHandler<R
     const key = c.req.header(header);
     const bad = checkApiKey(key);
     if (bad) return c.json({ detail: bad.detail }, bad.status);
+    if (repeatedHeader(c, key as string, lowerHeader)) return c.json({ detail: `${header} sent more than once` }, 400);
 
     let decision: Decision;
     try {
@@ -104,7 +123,8 @@ export function createMiddleware(options: RateLimitOptions): MiddlewareHandler<R
     if (!decision.allowed) {
       headers['Retry-After'] = String(retryAfterSeconds(decision));
       headers['Content-Type'] = 'application/json';
-      const body = JSON.stringify({ detail: 'Too Many Requests', retry_after_ms: decision.retryAfterMs });
+      const detail = decision.shed ? 'Too many new clients: retry shortly' : 'Too Many Requests';
+      const body = JSON.stringify({ detail, retry_after_ms: decision.retryAfterMs });
       // A plain-object init lets @hono/node-server write the headers without building a Headers object.
       return new Response(body, { status: 429, headers });
     }

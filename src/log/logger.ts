@@ -2,7 +2,7 @@
  * @module log/logger
  *
  * Structured JSON logs through winston. Nothing here ever receives an API key:
- * callers log the hashed id (`hashClientId`) when they must name a client.
+ * callers log the keyed hash of the id (`KeyHasher`) when they must name a client.
  */
 import winston from 'winston';
 

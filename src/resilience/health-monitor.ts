@@ -67,8 +67,10 @@ export class HealthMonitor {
     return this.#heartbeatMs * 4;
   }
 
-  start(): void {
+  /** Starts the rounds; resolves when the first one is done (bounded by the store's deadline). */
+  start(): Promise<void> {
     this.#run();
+    return this.#current ?? Promise.resolve();
   }
 
   #run(): void {

@@ -20,7 +20,7 @@ import { readFileSync } from 'node:fs';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { type BucketPolicy, type LeaseReply, type LeaseRequest, MAX_SPEND_GROUPS } from '../bucket/global-bucket.js';
 import { type GlobalStore, StoreUnavailableError } from './global-store.js';
-import { bucketKeyName } from './key-name.js';
+import { type KeyHasher, bucketKeyName, createKeyHasher } from './key-name.js';
 
 const readLua = (name: string) => readFileSync(new URL(`../../lua/${name}`, import.meta.url), 'utf8');
 const LEASE_SCRIPT = readLua('lease.lua');
@@ -44,6 +44,8 @@ export type RedisStoreOptions = {
   redisOptions?: RedisOptions;
   /** The lease script's source; tests pass an outdated one. */
   leaseScript?: string;
+  /** Names client ids in Redis keys; default unkeyed SHA-256 (see `createKeyHasher`). */
+  hashKey?: KeyHasher;
 };
 
 export class RedisStore implements GlobalStore {
@@ -51,9 +53,11 @@ export class RedisStore implements GlobalStore {
   readonly redis: Redis | Cluster;
   readonly #prefix: string;
   readonly #timeoutMs: number;
+  readonly #hashKey: KeyHasher;
 
   constructor(options: RedisStoreOptions) {
     this.#prefix = options.keyPrefix;
+    this.#hashKey = options.hashKey ?? createKeyHasher();
     this.#timeoutMs = options.commandTimeoutMs;
     const perNode: RedisOptions = {
       commandTimeout: options.commandTimeoutMs,
@@ -135,7 +139,7 @@ export class RedisStore implements GlobalStore {
     const groups = r ? r.spends.slice(0, MAX_SPEND_GROUPS) : [];
     args.push(groups.length);
     for (const [age, count] of groups) args.push(Math.max(0, Math.floor(age)), count);
-    const raw = await this.#call('lease', () => this.#scripts.rlLease(bucketKeyName(this.#prefix, clientId), ...args));
+    const raw = await this.#call('lease', () => this.#scripts.rlLease(bucketKeyName(this.#prefix, clientId, this.#hashKey), ...args));
     return parseLeaseReply(raw);
   }
 

@@ -6,7 +6,8 @@ import { type ListeningService, startService } from '../../src/service.js';
 export type Node = ListeningService & { url: string };
 
 export async function startNode(env: Record<string, string> = {}): Promise<Node> {
-  const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', ...env });
+  // No drain pause unless a test asks for one: tests close nodes often.
+  const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', SHUTDOWN_DRAIN_MS: '0', ...env });
   const svc = await startService(config, { logger: silentLogger() });
   return Object.assign(svc, { url: `http://127.0.0.1:${svc.port}` });
 }
