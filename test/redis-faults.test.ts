@@ -63,8 +63,11 @@ async function traffic(count: number, key: () => string, allow5xx = false) {
 describe('degraded mode local (default)', () => {
   it('Redis killed: answers fast, no 5xx, two nodes admit about one limit, recovers after an empty restart', async () => {
     const [a, b] = await setup(2);
-    // Both nodes have heartbeated: each knows there are two.
-    await until('two live nodes', async () => (await health(a as Node)).liveNodes === 2 && (await health(b as Node)).liveNodes === 2);
+    // Both nodes have heartbeated: each knows there are two. The first node counts the
+    // second at its next heartbeat (every 250 ms): the window in which a Redis failure
+    // would leave it dividing the limit by a stale count.
+    const convergedMs = await until('two live nodes', async () => (await health(a as Node)).liveNodes === 2 && (await health(b as Node)).liveNodes === 2);
+    console.log(`fleet count converged ${Math.round(convergedMs)} ms after the second node was up`);
     await traffic(40, freshKey);
 
     await redis?.kill();

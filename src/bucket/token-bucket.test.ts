@@ -1,3 +1,4 @@
+import { prng } from '../../test/helpers/prng.js';
 import { describe, expect, it } from 'vitest';
 import { type TokenBucket, takeToken } from './token-bucket.js';
 
@@ -25,12 +26,13 @@ describe('takeToken', () => {
     expect(takeToken(empty, policy, 60_000).remaining).toBe(3);
   });
 
-  it('never admits more than capacity + refill × T (randomised)', () => {
+  it.each([1, 2, 3])('never admits more than capacity + refill × T (randomised, seed %i)', (seed) => {
+    const random = prng(seed);
     let b: TokenBucket | undefined;
     const admitted: number[] = [];
     let t = 0;
     for (let i = 0; i < 3000; i++) {
-      t += Math.random() < 0.1 ? Math.random() * 3000 : Math.random() * 5;
+      t += random() < 0.1 ? random() * 3000 : random() * 5;
       const r = takeToken(b, policy, t);
       b = r.bucket;
       if (r.allowed) admitted.push(t);
