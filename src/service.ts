@@ -13,12 +13,12 @@ import type { Config } from './config/config.js';
 import { type HealthReport, createApp } from './http/app.js';
 import { createNodeServer } from './http/node-server.js';
 import type { RateLimitEnv } from './http/rate-limit-middleware.js';
-import { type Clock, systemClock } from './lease/clock.js';
-import { LeaseManager, type Policy } from './lease/lease-manager.js';
+import { systemClock } from './core/clock.js';
+import type { BucketStore, Clock, FleetStore, Policy, StoreHealth } from './core/types.js';
+import { LeaseManager } from './lease/lease-manager.js';
 import { type Logger, throttled } from './log/logger.js';
 import { CircuitBreaker } from './resilience/circuit-breaker.js';
 import { HealthMonitor } from './resilience/health-monitor.js';
-import type { GlobalStore } from './store/global-store.js';
 import { createKeyHasher } from './store/key-name.js';
 import { MemoryStore } from './store/memory-store.js';
 import { RedisStore } from './store/redis-store.js';
@@ -26,7 +26,7 @@ import { RedisStore } from './store/redis-store.js';
 export type Service = {
   app: Hono<RateLimitEnv>;
   manager: LeaseManager;
-  store: GlobalStore;
+  store: BucketStore & FleetStore & StoreHealth;
   breaker: CircuitBreaker;
   monitor: HealthMonitor | undefined;
   policy: Policy;
@@ -59,7 +59,7 @@ export function createService(config: Config, deps: { logger: Logger; clock?: Cl
   if (usesRedis && !config.keyHashSecret) {
     logger.warn('KEY_HASH_SECRET is not set: Redis key names use an unkeyed hash of each API key; set the same secret on every node');
   }
-  const store: GlobalStore = usesRedis
+  const store: BucketStore & FleetStore & StoreHealth = usesRedis
     ? new RedisStore({
         url: config.redisUrl,
         clusterNodes: config.redisClusterNodes,

@@ -12,8 +12,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { scopedClientId } from '../src/http/rate-limit-middleware.js';
-import { bucketKeyName, createKeyHasher } from '../src/store/key-name.js';
+import type { BucketState } from '../src/protocol/lease-step.js';
+import { leasedOf, readBucket } from './helpers/bucket-state.js';
 import { RedisProcess, freePort } from './helpers/redis-server.js';
 import { startNode } from './helpers/service.js';
 
@@ -115,9 +115,8 @@ describe('graceful shutdown of node src/main.ts', () => {
       await sleep(150); // within the 10/s refill: leases ahead of demand
     }
     const inspect = redis.client();
-    const name = bucketKeyName('rl:', scopedClientId('default', key), createKeyHasher());
-    const before = ((await inspect.get(name)) as string).split(' ').map(Number);
-    expect(before[2]).toBeGreaterThan(5); // tokens leased ahead of demand
+    const before = (await readBucket(inspect, key)) as BucketState<{ tokens: number }>;
+    expect(leasedOf(before)).toBeGreaterThan(5); // tokens leased ahead of demand
 
     redis.freeze();
     const inFlight = request(url, `${key}-cold`); // a new key: waits on its lease call
@@ -132,9 +131,9 @@ describe('graceful shutdown of node src/main.ts', () => {
     expect(code).toBe(0);
     expect(ms).toBeLessThan(8000);
 
-    const after = ((await inspect.get(name)) as string).split(' ').map(Number);
-    expect(after[2]).toBe(0); // nothing leased any more: returned and reported
-    expect(after[0]).toBeGreaterThanOrEqual(35);
+    const after = (await readBucket(inspect, key)) as BucketState<{ tokens: number }>;
+    expect(leasedOf(after)).toBe(0); // nothing leased any more: returned and reported
+    expect(after.alg.tokens).toBeGreaterThanOrEqual(35);
     expect(await inspect.zcard('rl:{fleet}')).toBe(0); // left the live count
     inspect.disconnect();
   });

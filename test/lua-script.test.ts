@@ -5,9 +5,12 @@
  */
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { type GlobalBucketState, type LeaseReport, leaseStep } from '../src/bucket/global-bucket.js';
+import { type TokenBucketState, tokenBucketStep } from '../src/algorithms/token-bucket.js';
+import type { LeaseReport, Policy } from '../src/core/types.js';
+import { type BucketState, leaseStep } from '../src/protocol/lease-step.js';
 import { bucketKeyName, createKeyHasher } from '../src/store/key-name.js';
 import { RedisStore } from '../src/store/redis-store.js';
+import { decodeBucket } from './helpers/bucket-state.js';
 import { RedisProcess } from './helpers/redis-server.js';
 
 let redis: RedisProcess;
@@ -27,29 +30,31 @@ afterAll(async () => {
   await redis.stop();
 });
 
-function parseState(raw: string): GlobalBucketState {
-  const [t, u, l, d, e] = raw.split(' ').map(Number) as [number, number, number, number, number];
-  return { tokens: t, updatedMs: u, leased: l, leaseDeadlineMs: u + d, epochMs: e < 0 ? 0 : u - e };
-}
+const tb = (capacity: number, refillPerSec: number, name = 'p'): Policy => ({ name, algorithm: 'token_bucket', capacity, refillPerSec });
 
 describe('lua/lease.lua', () => {
-  it('answers exactly like leaseStep over a random sequence of leases, renewals and returns', async () => {
-    const policy = { capacity: 25, refillPerSec: 40 };
-    let model: GlobalBucketState | undefined;
-    let held: { grantedAtMs: number; registered: number } | undefined;
+  it('answers exactly like leaseStep over a random sequence of leases, renewals, returns and generation rolls', async () => {
+    const policy = tb(25, 40);
+    const key = bucketKeyName(PREFIX, 'diff-client', policy, createKeyHasher());
+    let model: BucketState<TokenBucketState> | undefined;
+    // Three holders (nodes) with one lease each, so leases of several generations coexist.
+    const held: ({ grantedAtMs: number; registered: number } | undefined)[] = [undefined, undefined, undefined];
     let seed = 7;
     const rnd = () => {
       seed = (seed * 1103515245 + 12345) % 2147483648;
       return seed / 2147483648;
     };
-    for (let i = 0; i < 300; i++) {
+    let rolls = 0;
+    for (let i = 0; i < 400; i++) {
+      const who = Math.floor(rnd() * held.length);
+      const h = held[who];
       const keep = rnd() > 0.2;
       let report: LeaseReport | undefined;
-      if (held) {
-        const unused = Math.floor(rnd() * (held.registered + 1));
+      if (h) {
+        const unused = Math.floor(rnd() * (h.registered + 1));
         // Up to 20 groups (the script reads 16), oldest first.
         const groups: [number, number][] = [];
-        let left = held.registered - unused;
+        let left = h.registered - unused;
         let age = Math.floor(rnd() * 60);
         while (left > 0) {
           const c = 1 + Math.floor(rnd() * Math.min(left, 3));
@@ -57,30 +62,36 @@ describe('lua/lease.lua', () => {
           left -= c;
           age = Math.max(0, age - Math.floor(rnd() * 5));
         }
-        report = { ...held, unused, spends: groups, keep };
+        report = { ...h, unused, spends: groups, keep };
       }
-      const req = { need: Math.floor(rnd() * 6), extra: Math.floor(rnd() * 10), leaseTtlMs: 20 + Math.floor(rnd() * 200), report };
+      const req = { need: Math.floor(rnd() * 6), extra: Math.floor(rnd() * 10), leaseTtlMs: 20 + Math.floor(rnd() * 100), report };
       const reply = await store.lease('diff-client', policy, req);
-      const expected = leaseStep(model, policy, req, reply.grantedAtMs);
+      const stored = decodeBucket((await inspect.getBuffer(key)) as Buffer);
+      // The step's time is what the script stored as updatedMs.
+      const expected = leaseStep(tokenBucketStep, model, policy, req, stored.updatedMs);
       expect(reply).toEqual(expected.reply);
-      const stored = await inspect.get(bucketKeyName(PREFIX, 'diff-client', createKeyHasher()));
-      model = parseState(stored as string);
-      expect(model.tokens).toBeCloseTo(expected.state.tokens, 6);
-      expect(model.leased).toBe(expected.state.leased);
+      expect(stored.alg.tokens).toBeCloseTo(expected.state.alg.tokens, 6);
+      expect(stored.cur.leased).toBe(expected.state.cur.leased);
+      expect(stored.prev.leased).toBe(expected.state.prev.leased);
+      expect(stored.cur.startMs).toBe(expected.state.cur.startMs);
+      if (model && stored.cur.startMs !== model.cur.startMs) rolls++;
+      model = stored;
       const registered = (reply.kept && report ? report.unused : 0) + reply.granted;
-      held = registered > 0 ? { grantedAtMs: reply.grantedAtMs, registered } : undefined;
+      held[who] = registered > 0 ? { grantedAtMs: reply.grantedAtMs, registered } : undefined;
       if (rnd() < 0.3) await new Promise((r) => setTimeout(r, rnd() * 40));
     }
+    expect(rolls).toBeGreaterThan(5); // generations really rolled during the run
   });
 
   it('stores one short key per client, named by a hash, never the raw API key, expiring when full', async () => {
     const apiKey = 'sk_live_SECRET-api-key-value';
-    await store.lease(apiKey, { capacity: 40, refillPerSec: 10 }, { need: 5, extra: 0, leaseTtlMs: 1000 });
+    const policy = tb(40, 10, 'default');
+    await store.lease(apiKey, policy, { need: 5, extra: 0, leaseTtlMs: 1000 });
     const keys = await inspect.keys(`${PREFIX}*`);
-    const mine = keys.filter((k) => k === bucketKeyName(PREFIX, apiKey, createKeyHasher()));
+    const mine = keys.filter((k) => k === bucketKeyName(PREFIX, apiKey, policy, createKeyHasher()));
     expect(mine).toHaveLength(1);
     expect(keys.some((k) => k.includes('SECRET'))).toBe(false);
-    expect(mine[0]).toMatch(/^luatest:\{[A-Za-z0-9_-]{22}\}$/);
+    expect(mine[0]).toMatch(/^luatest:\{[A-Za-z0-9_-]{22}\}:tb:default$/);
     const pttl = await inspect.pttl(mine[0] as string);
     // 1 s lease + 0.5 s to refill 5 tokens + 1 s margin
     expect(pttl).toBeGreaterThan(2000);
@@ -89,19 +100,19 @@ describe('lua/lease.lua', () => {
     // Redis version's MEMORY USAGE accounting (about 130 bytes per key on 7.0 with this prefix).
     expect(await inspect.strlen(mine[0] as string)).toBeLessThanOrEqual(44);
     // A 10 KB key still makes a 32-character key name.
-    await store.lease('k'.repeat(10_000), { capacity: 40, refillPerSec: 10 }, { need: 1, extra: 0, leaseTtlMs: 1000 });
-    expect(Math.max(...(await inspect.keys(`${PREFIX}*`)).map((k) => k.length))).toBe(PREFIX.length + 24);
+    await store.lease('k'.repeat(10_000), policy, { need: 1, extra: 0, leaseTtlMs: 1000 });
+    expect(Math.max(...(await inspect.keys(`${PREFIX}*`)).map((k) => k.length))).toBe(PREFIX.length + 24 + ':tb:default'.length);
   });
 
   it('keeps working after SCRIPT FLUSH (EVALSHA falls back to EVAL)', async () => {
-    const policy = { capacity: 40, refillPerSec: 10 };
+    const policy = tb(40, 10);
     expect((await store.lease('flush', policy, { need: 1, extra: 0, leaseTtlMs: 1000 })).granted).toBe(1);
     await inspect.script('FLUSH');
     expect((await store.lease('flush', policy, { need: 1, extra: 0, leaseTtlMs: 1000 })).granted).toBe(1);
   });
 
   it('decides with Redis TIME, never the caller clock: a caller clock minutes ahead refills nothing', async () => {
-    const policy = { capacity: 3, refillPerSec: 0.01 };
+    const policy = tb(3, 0.01);
     expect((await store.lease('clock', policy, { need: 3, extra: 0, leaseTtlMs: 60_000 })).granted).toBe(3);
     // The caller's clocks jump ten minutes ahead (timers stay real, so ioredis runs as usual).
     vi.useFakeTimers({ now: Date.now() + 600_000, toFake: ['Date', 'performance'] });

@@ -6,7 +6,7 @@
  * back, and in `local` mode two nodes together admit about one global limit.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { FakeClock } from '../src/lease/clock.js';
+import { FakeClock } from '../src/core/clock.js';
 import { LeaseManager } from '../src/lease/lease-manager.js';
 import { createLogger } from '../src/log/logger.js';
 import { RedisStore } from '../src/store/redis-store.js';
@@ -161,12 +161,12 @@ describe('a script reply of the wrong shape', () => {
       url: redis.url,
       commandTimeoutMs: DEADLINE_MS,
       keyPrefix: 'rl:',
-      leaseScript: "return {1, 'old-version'}",
+      leaseScripts: { token_bucket: "return {1, 'old-version'}" },
     });
     await store.ready(2000);
     const clock = new FakeClock();
     const manager = new LeaseManager({ store, clock, logger, maxKeys: 10, leaseTtlMs: 1000, maxLeaseTokens: 5, degradedMode: 'local' });
-    const d = await manager.check('k', { name: 'default', capacity: 40, refillPerSec: 10 });
+    const d = await manager.check('k', { name: 'default', algorithm: 'token_bucket', capacity: 40, refillPerSec: 10 });
     expect(d.allowed).toBe(true);
     expect(manager.stats.degradedDecisions).toBe(1);
     expect(lines.join('')).toContain('unexpected lease script reply');

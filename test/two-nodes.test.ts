@@ -4,8 +4,8 @@
  * unused tokens when it shuts down.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { scopedClientId } from '../src/http/rate-limit-middleware.js';
-import { bucketKeyName, createKeyHasher } from '../src/store/key-name.js';
+import type { BucketState } from '../src/protocol/lease-step.js';
+import { leasedOf, readBucket } from './helpers/bucket-state.js';
 import { RedisProcess } from './helpers/redis-server.js';
 import { type Node, hit, startNode } from './helpers/service.js';
 
@@ -82,15 +82,14 @@ describe('two nodes, one Redis', () => {
       await new Promise((r) => setTimeout(r, 150)); // ~6 req/s, within the 10/s refill
     }
     const inspect = redis.client();
-    const key = bucketKeyName('rl:', scopedClientId('default', 'returner'), createKeyHasher());
-    const leasedBefore = Number(((await inspect.get(key)) as string).split(' ')[2]);
+    const leasedBefore = leasedOf((await readBucket(inspect, 'returner')) as BucketState<unknown>);
     expect(leasedBefore).toBeGreaterThan(5); // warm key: tokens leased ahead of demand
     await a.close(2000);
     nodes = nodes.filter((n) => n !== a);
     expect(a.manager.stats.returnCalls).toBe(1);
-    const [tokens, , leased] = ((await inspect.get(key)) as string).split(' ').map(Number) as number[];
+    const after = (await readBucket(inspect, 'returner')) as BucketState<{ tokens: number }>;
     inspect.disconnect();
-    expect(leased).toBe(0); // the return reports the spent ones too
-    expect(tokens).toBeGreaterThanOrEqual(35);
+    expect(leasedOf(after)).toBe(0); // the return reports the spent ones too
+    expect(after.alg.tokens).toBeGreaterThanOrEqual(35);
   });
 });

@@ -5,7 +5,7 @@ describe('loadConfig', () => {
   it('has defaults that run with nothing set', () => {
     const c = loadConfig({});
     expect(c).toMatchObject({ port: 8080, redisUrl: undefined, redisTimeoutMs: 100, localMaxKeys: 100_000 });
-    expect(c.policy).toEqual({ name: 'default', capacity: 40, refillPerSec: 10 });
+    expect(c.policy).toEqual({ name: 'default', algorithm: 'token_bucket', capacity: 40, refillPerSec: 10 });
     expect(Object.isFrozen(c)).toBe(true);
   });
 

@@ -6,6 +6,7 @@
  * accepts; `main.ts` prints it and exits non-zero.
  */
 import { z } from 'zod';
+import type { Policy } from '../core/types.js';
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -96,7 +97,7 @@ export type Config = Readonly<{
   keyHashSecret: string | undefined;
   newKeysPerSec: number;
   redisKeyPrefix: string;
-  policy: Readonly<{ name: string; capacity: number; refillPerSec: number }>;
+  policy: Policy;
   localMaxKeys: number;
   leaseTtlMs: number;
   leaseMaxTokens: number;
@@ -141,7 +142,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     keyHashSecret: c.KEY_HASH_SECRET,
     newKeysPerSec: c.NEW_KEYS_PER_SEC,
     redisKeyPrefix: c.REDIS_KEY_PREFIX,
-    policy: Object.freeze({ name: c.RATE_LIMIT_POLICY_NAME, capacity: c.RATE_LIMIT_CAPACITY, refillPerSec: c.RATE_LIMIT_REFILL_PER_SEC }),
+    policy: Object.freeze({ name: c.RATE_LIMIT_POLICY_NAME, algorithm: 'token_bucket', capacity: c.RATE_LIMIT_CAPACITY, refillPerSec: c.RATE_LIMIT_REFILL_PER_SEC }),
     localMaxKeys: c.LOCAL_MAX_KEYS,
     leaseTtlMs: c.LEASE_TTL_MS,
     leaseMaxTokens: c.LEASE_MAX_TOKENS,

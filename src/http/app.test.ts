@@ -1,9 +1,9 @@
 import { parseList } from 'structured-headers';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FakeClock } from '../lease/clock.js';
-import { LeaseManager, type Policy } from '../lease/lease-manager.js';
+import { FakeClock } from '../core/clock.js';
+import { type Policy, StoreUnavailableError } from '../core/types.js';
+import { LeaseManager } from '../lease/lease-manager.js';
 import { silentLogger } from '../log/logger.js';
-import { StoreUnavailableError } from '../store/global-store.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { Hono } from 'hono';
 import { loadConfig } from '../config/config.js';
@@ -11,7 +11,7 @@ import { createService } from '../service.js';
 import { createApp } from './app.js';
 import { type RateLimitEnv, createMiddleware } from './rate-limit-middleware.js';
 
-const policy: Policy = { name: 'default', capacity: 40, refillPerSec: 10 };
+const policy: Policy = { name: 'default', algorithm: 'token_bucket', capacity: 40, refillPerSec: 10 };
 const closers: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const c of closers.splice(0)) await c();
@@ -144,7 +144,7 @@ describe('GET /health and the rest', () => {
 describe('createMiddleware in any Hono app', () => {
   it('sets the typed rateLimit variable and takes a per-request policy', async () => {
     const manager = makeManager();
-    const tiny: Policy = { name: 'tiny', capacity: 2, refillPerSec: 1 };
+    const tiny: Policy = { name: 'tiny', algorithm: 'token_bucket', capacity: 2, refillPerSec: 1 };
     const app = new Hono<RateLimitEnv>();
     app.use('*', createMiddleware({ limiter: manager, policy: () => tiny, keyHeader: 'Authorization' }));
     app.get('/x', (c) => c.json(c.get('rateLimit')));
@@ -157,8 +157,8 @@ describe('createMiddleware in any Hono app', () => {
   it('keeps buckets apart per policy: two routes with different policies do not share one', async () => {
     const manager = makeManager();
     const app = new Hono<RateLimitEnv>();
-    app.use('/a', createMiddleware({ limiter: manager, policy: { name: 'a', capacity: 1, refillPerSec: 1 } }));
-    app.use('/b', createMiddleware({ limiter: manager, policy: { name: 'b', capacity: 1, refillPerSec: 1 } }));
+    app.use('/a', createMiddleware({ limiter: manager, policy: { name: 'a', algorithm: 'token_bucket', capacity: 1, refillPerSec: 1 } }));
+    app.use('/b', createMiddleware({ limiter: manager, policy: { name: 'b', algorithm: 'token_bucket', capacity: 1, refillPerSec: 1 } }));
     app.get('/a', (c) => c.json({}));
     app.get('/b', (c) => c.json({}));
     const call = (path: string) => app.request(path, { headers: { 'X-API-Key': 'same-key' } });

@@ -7,7 +7,7 @@
  * JSON, never HTML.
  */
 import { Hono } from 'hono';
-import type { Policy } from '../lease/lease-manager.js';
+import type { Policy } from '../core/types.js';
 import type { Logger } from '../log/logger.js';
 import type { Limiter, RateLimitEnv } from './rate-limit-middleware.js';
 import { createMiddleware } from './rate-limit-middleware.js';

@@ -12,7 +12,7 @@
  *   the bucket is full again.
  */
 import { serializeList, serializeString } from 'structured-headers';
-import type { Decision, Policy } from '../lease/lease-manager.js';
+import type { Decision, Policy } from '../core/types.js';
 
 const policyHeaders = new WeakMap<Policy, string>();
 

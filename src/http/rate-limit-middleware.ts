@@ -19,8 +19,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Context, MiddlewareHandler } from 'hono';
-import type { Decision, Policy } from '../lease/lease-manager.js';
-import { StoreUnavailableError } from '../store/global-store.js';
+import { type Decision, type Limiter, type Policy, StoreUnavailableError } from '../core/types.js';
 import { rateLimitHeader, rateLimitPolicyHeader, resetSeconds, retryAfterSeconds } from './rate-limit-headers.js';
 
 /** What a limited route can read from `c.get('rateLimit')`. */
@@ -37,10 +36,7 @@ export type RateLimitInfo = {
 
 export type RateLimitEnv = { Variables: { rateLimit: RateLimitInfo } };
 
-/** Anything that decides requests; `LeaseManager` is one. */
-export interface Limiter {
-  check(clientId: string, policy: Policy): Decision | Promise<Decision>;
-}
+export type { Limiter };
 
 export type RateLimitOptions = {
   limiter: Limiter;
@@ -52,15 +48,6 @@ export type RateLimitOptions = {
 
 export const MAX_KEY_BYTES = 256;
 const CONTROL = /[\x00-\x1f\x7f]/;
-
-/**
- * The id a client's bucket has under a policy: buckets are per (policy, API key),
- * so routes with different policies never share one. NUL cannot occur in a valid
- * key (control characters are refused), so ids cannot collide.
- */
-export function scopedClientId(policyName: string, apiKey: string): string {
-  return `${policyName}\u0000${apiKey}`;
-}
 
 /**
  * Whether the request carried the header more than once. Node joins repeated
@@ -102,7 +89,7 @@ export function createMiddleware(options: RateLimitOptions): MiddlewareHandler<R
     let decision: Decision;
     try {
       const policy = policyFor(c);
-      const r = limiter.check(scopedClientId(policy.name, key as string), policy);
+      const r = limiter.check(key as string, policy);
       decision = r instanceof Promise ? await r : r;
     } catch (err) {
       if (err instanceof StoreUnavailableError) {

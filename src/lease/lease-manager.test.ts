@@ -1,19 +1,20 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import type { BucketPolicy, LeaseReply, LeaseRequest } from '../bucket/global-bucket.js';
+import { FakeClock } from '../core/clock.js';
+import { type Decision, type LeaseReply, type LeaseRequest, type Policy, StoreUnavailableError } from '../core/types.js';
 import { silentLogger } from '../log/logger.js';
-import { type GlobalStore, StoreUnavailableError } from '../store/global-store.js';
 import { MemoryStore } from '../store/memory-store.js';
-import { FakeClock } from './clock.js';
-import { type Decision, LeaseManager, type LeaseManagerOptions, type Policy } from './lease-manager.js';
+import { LeaseManager, type LeaseManagerOptions } from './lease-manager.js';
 
-const policy: Policy = { name: 'default', capacity: 40, refillPerSec: 10 };
+type BucketPolicy = Policy;
+
+const policy: Policy = { name: 'default', algorithm: 'token_bucket', capacity: 40, refillPerSec: 10 };
 
 /** Wraps a store to count calls and, on demand, fail them. */
-class SpyStore implements GlobalStore {
+class SpyStore {
   readonly mode = 'local-only' as const;
   calls: LeaseRequest[] = [];
   failing = false;
-  constructor(readonly inner: GlobalStore) {}
+  constructor(readonly inner: MemoryStore) {}
   lease(id: string, p: BucketPolicy, req: LeaseRequest): Promise<LeaseReply> {
     this.calls.push(req);
     if (this.failing) return Promise.reject(new StoreUnavailableError('down'));
@@ -96,7 +97,7 @@ describe('LeaseManager on one node', () => {
   });
 
   it('serves a steady key from memory: few store calls, requests rarely wait', async () => {
-    const fast: Policy = { name: 'fast', capacity: 1000, refillPerSec: 1000 };
+    const fast: Policy = { name: 'fast', algorithm: 'token_bucket', capacity: 1000, refillPerSec: 1000 };
     const { clock, store, manager } = setup({ leaseTtlMs: 2000 });
     let waited = 0;
     for (let i = 0; i < 2000; i++) {
@@ -201,21 +202,21 @@ describe('LeaseManager reports (review findings)', () => {
       throw new StoreUnavailableError('reply lost');
     };
     const original = store.inner.lease.bind(store.inner);
-    (store as unknown as { inner: GlobalStore }).inner = { ...inner, lease: applyThenFail } as GlobalStore;
+    (store as unknown as { inner: unknown }).inner = { lease: applyThenFail };
     const spent = store.calls.length;
     while (store.calls.length === spent) {
       clock.advance(200);
       await manager.check('k', policy);
     }
     await Promise.resolve();
-    (store as unknown as { inner: GlobalStore }).inner = { ...inner, lease: original } as GlobalStore;
+    (store as unknown as { inner: unknown }).inner = { lease: original };
     const failedReport = store.calls.at(-1)?.report;
     expect(failedReport?.spends.length).toBeGreaterThan(0);
     // The next report carries only spends made after the failed call.
     clock.advance(20_000); // past expiry: the next request must lease again
     await manager.check('k', policy);
     const next = store.calls.at(-1);
-    const resent = (next?.report?.spends ?? []).reduce((n, [, c]) => n + c, 0);
+    const resent = (next?.report?.spends ?? []).reduce((n: number, [, c]: readonly [number, number]) => n + c, 0);
     expect(resent).toBe(0);
   });
 
@@ -271,7 +272,7 @@ describe('LeaseManager accuracy against an ideal token bucket', () => {
 });
 
 describe('LeaseManager returns unused tokens', () => {
-  const slow: Policy = { name: 'slow', capacity: 40, refillPerSec: 1 };
+  const slow: Policy = { name: 'slow', algorithm: 'token_bucket', capacity: 40, refillPerSec: 1 };
   const opts = { leaseTtlMs: 10_000 };
   /** A key at 0.67 req/s, within its 1/s: its second request leases 5 (4 ahead), 2 stay unused. */
   async function leaseSome(manager: LeaseManager, clock: FakeClock) {
@@ -422,7 +423,7 @@ describe('LeaseManager hardening (regressions)', () => {
   });
 
   it('returns the leftover of a lease whose renewal failed after a sweep ran while it was in flight', async () => {
-    const fast: Policy = { name: 'fast', capacity: 1000, refillPerSec: 100 };
+    const fast: Policy = { name: 'fast', algorithm: 'token_bucket', capacity: 1000, refillPerSec: 100 };
     const { clock, store, manager } = heldSetup({ leaseTtlMs: 10_000 });
     // Hold only a renewal ahead of demand (nothing waits on it).
     store.holdIf = (req) => req.need === 0 && req.report?.keep === true;

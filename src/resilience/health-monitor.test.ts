@@ -1,13 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import type { LeaseReply } from '../bucket/global-bucket.js';
+import { type BucketStore, type FleetStore, type LeaseReply, type StoreHealth, StoreUnavailableError } from '../core/types.js';
 import { silentLogger } from '../log/logger.js';
-import type { GlobalStore } from '../store/global-store.js';
-import { StoreUnavailableError } from '../store/global-store.js';
 import { CircuitBreaker } from './circuit-breaker.js';
 import { HealthMonitor } from './health-monitor.js';
 
 /** A fleet set shared by monitors, and switches for what fails. */
-class FleetStore implements GlobalStore {
+class FakeFleet implements BucketStore, FleetStore, StoreHealth {
   readonly mode = 'global' as const;
   members = new Map<string, number>();
   now = 0;
@@ -43,12 +41,12 @@ class FleetStore implements GlobalStore {
   }
 }
 
-const monitor = (store: FleetStore, breaker = new CircuitBreaker(), nodeId?: string) =>
+const monitor = (store: FakeFleet, breaker = new CircuitBreaker(), nodeId?: string) =>
   new HealthMonitor({ store, breaker, logger: silentLogger(), nodeId, heartbeatIntervalMs: 250, probeIntervalMs: 5 });
 
 describe('HealthMonitor', () => {
   it('keeps running when a round throws: the error is logged and the next round is scheduled', async () => {
-    const store = new FleetStore();
+    const store = new FakeFleet();
     store.pingThrows = true;
     const m = monitor(store, new CircuitBreaker({ startOpen: true }));
     await m.start();
@@ -59,7 +57,7 @@ describe('HealthMonitor', () => {
   });
 
   it('counts a joining node at the next heartbeat of the others, and one that leaves at once', async () => {
-    const store = new FleetStore();
+    const store = new FakeFleet();
     const a = monitor(store, undefined, 'a');
     const b = monitor(store, undefined, 'b');
     await a.round();
@@ -76,7 +74,7 @@ describe('HealthMonitor', () => {
   });
 
   it('a PING that answers while leases fail never closes the breaker; a working lease does', async () => {
-    const store = new FleetStore();
+    const store = new FakeFleet();
     store.leaseWorks = false;
     const changes: string[] = [];
     const breaker = new CircuitBreaker({ startOpen: true, onChange: (s) => changes.push(s) });

@@ -20,11 +20,11 @@
  */
 import { randomUUID } from 'node:crypto';
 import { type Logger, throttled } from '../log/logger.js';
-import type { GlobalStore } from '../store/global-store.js';
+import type { BucketStore, FleetStore, StoreHealth } from '../core/types.js';
 import type { CircuitBreaker } from './circuit-breaker.js';
 
 export type HealthMonitorOptions = {
-  store: GlobalStore;
+  store: BucketStore & FleetStore & StoreHealth;
   breaker: CircuitBreaker;
   logger: Logger;
   nodeId?: string;
@@ -34,7 +34,7 @@ export type HealthMonitorOptions = {
 
 /** The id of the probe key the monitor's own trial lease uses (hashed like any client id). */
 export const PROBE_CLIENT_ID = '\u0000health-probe';
-const PROBE_POLICY = { capacity: 1, refillPerSec: 1 };
+const PROBE_POLICY = { name: 'health-probe', algorithm: 'token_bucket', capacity: 1, refillPerSec: 1 } as const;
 
 export class HealthMonitor {
   readonly nodeId: string;
@@ -42,7 +42,7 @@ export class HealthMonitor {
   liveNodes = 1;
   /** Whether the last round reached Redis (a heartbeat, probe or trial answered). */
   redisUp = false;
-  readonly #store: GlobalStore;
+  readonly #store: BucketStore & FleetStore & StoreHealth;
   readonly #breaker: CircuitBreaker;
   readonly #log: Logger;
   readonly #heartbeatMs: number;

@@ -2,9 +2,11 @@
  * @module store/key-name
  *
  * Client identifiers (API keys) are secrets: they never appear raw in Redis key
- * names or logs. A key name is the prefix plus 128 bits of a hash of the id,
- * inside a hash tag, so its length is fixed whatever the client sends and every
- * key of one client lands in one Redis Cluster slot.
+ * names or logs. A bucket's key name is the prefix, 128 bits of a hash of the
+ * client inside a hash tag, the algorithm's tag and the policy name
+ * (`rl:{<hash>}:tb:default`): its length does not depend on what the client
+ * sends, every bucket of one client lands in one Redis Cluster slot, and two
+ * algorithms or two policies never read each other's state.
  *
  * The hash is an HMAC-SHA-256 keyed with `KEY_HASH_SECRET`, the same on every
  * node of a fleet: someone who can list Redis keys (a replica, a backup, a
@@ -14,6 +16,8 @@
  * buckets start full once, and the old names expire on their own (PX).
  */
 import { createHash, createHmac } from 'node:crypto';
+import { algorithmOf } from '../algorithms/registry.js';
+import type { Policy } from '../core/types.js';
 
 /** Maps a client id to its 22-character base64url name (128 bits). Safe to log. */
 export type KeyHasher = (clientId: string) => string;
@@ -24,7 +28,7 @@ export function createKeyHasher(secret?: string): KeyHasher {
   return (clientId) => createHash('sha256').update(clientId).digest('base64url').slice(0, 22);
 }
 
-/** `rl:{<hash>}`: the Redis key of one client's global bucket. */
-export function bucketKeyName(prefix: string, clientId: string, hash: KeyHasher): string {
-  return `${prefix}{${hash(clientId)}}`;
+/** `rl:{<hash>}:tb:<policy>`: the Redis key of one client's bucket under one policy. */
+export function bucketKeyName(prefix: string, clientId: string, policy: Policy, hash: KeyHasher): string {
+  return `${prefix}{${hash(clientId)}}:${algorithmOf(policy).tag}:${policy.name}`;
 }

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import type { Policy } from '../core/types.js';
 import { MemoryStore } from './memory-store.js';
 
 describe('MemoryStore', () => {
@@ -8,7 +9,7 @@ describe('MemoryStore', () => {
     // A clock that also offers wall time: the store must not read it.
     const clock = { nowMs: () => mono, wallMs: () => wall };
     const store = new MemoryStore({ clock, sweepIntervalMs: 0 });
-    const policy = { capacity: 40, refillPerSec: 1 };
+    const policy: Policy = { name: 'p', algorithm: 'token_bucket', capacity: 40, refillPerSec: 1 };
     const a = await store.lease('k', policy, { need: 30, extra: 0, leaseTtlMs: 30_000 });
     expect(a.granted).toBe(30);
     wall += 3_600_000; // the wall clock jumps an hour; one ms of real time passes

@@ -10,13 +10,13 @@
  * leases spent against them are one decision domain, and a wall-clock step
  * (NTP) must not free leases early or refill a bucket in one go.
  */
-import { type BucketPolicy, type GlobalBucketState, type LeaseReply, type LeaseRequest, leaseStep } from '../bucket/global-bucket.js';
-import type { Clock } from '../lease/clock.js';
-import type { GlobalStore } from './global-store.js';
+import { algorithmOf } from '../algorithms/registry.js';
+import type { BucketStore, Clock, FleetStore, LeaseReply, LeaseRequest, Policy, StoreHealth } from '../core/types.js';
+import { type BucketState, leaseStep } from '../protocol/lease-step.js';
 
-type Stored = { state: GlobalBucketState; expiresAtMs: number };
+type Stored = { state: BucketState<unknown>; expiresAtMs: number };
 
-export class MemoryStore implements GlobalStore {
+export class MemoryStore implements BucketStore, FleetStore, StoreHealth {
   readonly mode = 'local-only' as const;
   readonly #buckets = new Map<string, Stored>();
   readonly #clock: Clock;
@@ -36,12 +36,14 @@ export class MemoryStore implements GlobalStore {
     return this.#buckets.size;
   }
 
-  lease(clientId: string, policy: BucketPolicy, req: LeaseRequest): Promise<LeaseReply> {
+  lease(clientId: string, policy: Policy, req: LeaseRequest): Promise<LeaseReply> {
     const now = this.#clock.nowMs();
-    const held = this.#buckets.get(clientId);
+    // Like the Redis key name: per client, algorithm and policy.
+    const id = `${clientId}\u0000${policy.algorithm}\u0000${policy.name}`;
+    const held = this.#buckets.get(id);
     const prev = held && held.expiresAtMs > now ? held.state : undefined;
-    const step = leaseStep(prev, policy, req, now);
-    this.#buckets.set(clientId, { state: step.state, expiresAtMs: now + step.ttlMs });
+    const step = leaseStep(algorithmOf(policy), prev, policy, req, now);
+    this.#buckets.set(id, { state: step.state, expiresAtMs: now + step.ttlMs });
     return Promise.resolve(step.reply);
   }
 

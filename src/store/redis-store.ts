@@ -16,20 +16,24 @@
  * tag (`rl:{hash}`), as does the fleet key (`rl:{fleet}`), so no call can hit
  * CROSSSLOT.
  */
-import { readFileSync } from 'node:fs';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
-import { type BucketPolicy, type LeaseReply, type LeaseRequest, MAX_SPEND_GROUPS } from '../bucket/global-bucket.js';
-import { type GlobalStore, StoreUnavailableError } from './global-store.js';
+import { ALGORITHMS, algorithmOf } from '../algorithms/registry.js';
+import {
+  type AlgorithmName,
+  type BucketStore,
+  type FleetStore,
+  type LeaseReply,
+  type LeaseRequest,
+  type Policy,
+  type StoreHealth,
+  StoreUnavailableError,
+} from '../core/types.js';
+import { MAX_SPEND_GROUPS } from '../protocol/lease-step.js';
 import { type KeyHasher, bucketKeyName, createKeyHasher } from './key-name.js';
+import { HEARTBEAT_SCRIPT, leaseScript } from './lua-scripts.js';
 
-const readLua = (name: string) => readFileSync(new URL(`../../lua/${name}`, import.meta.url), 'utf8');
-const LEASE_SCRIPT = readLua('lease.lua');
-const HEARTBEAT_SCRIPT = readLua('heartbeat.lua');
-
-type Scripts = {
-  rlLease(key: string, ...args: (string | number)[]): Promise<unknown>;
-  rlHeartbeat(key: string, nodeId: string, ttlMs: number): Promise<unknown>;
-};
+type ScriptCall = (key: string, ...args: (string | number)[]) => Promise<unknown>;
+const leaseCommand = (algorithm: AlgorithmName) => `rlLease_${algorithm}`;
 
 export type RedisStoreOptions = {
   /** A single Redis: `redis://host:port`. */
@@ -42,13 +46,13 @@ export type RedisStoreOptions = {
   keyPrefix: string;
   /** Extra ioredis options (tests use them to tune reconnects). */
   redisOptions?: RedisOptions;
-  /** The lease script's source; tests pass an outdated one. */
-  leaseScript?: string;
+  /** Lease scripts' sources by algorithm, replacing the assembled ones; tests pass an outdated one. */
+  leaseScripts?: Partial<Record<AlgorithmName, string>>;
   /** Names client ids in Redis keys; default unkeyed SHA-256 (see `createKeyHasher`). */
   hashKey?: KeyHasher;
 };
 
-export class RedisStore implements GlobalStore {
+export class RedisStore implements BucketStore, FleetStore, StoreHealth {
   readonly mode = 'global' as const;
   readonly redis: Redis | Cluster;
   readonly #prefix: string;
@@ -90,12 +94,14 @@ export class RedisStore implements GlobalStore {
     // /health; without a listener ioredis would print every reconnect attempt.
     this.redis.on('error', () => {});
     this.redis.on('node error', () => {});
-    this.redis.defineCommand('rlLease', { numberOfKeys: 1, lua: options.leaseScript ?? LEASE_SCRIPT });
+    for (const algorithm of Object.keys(ALGORITHMS) as AlgorithmName[]) {
+      this.redis.defineCommand(leaseCommand(algorithm), { numberOfKeys: 1, lua: options.leaseScripts?.[algorithm] ?? leaseScript(algorithm) });
+    }
     this.redis.defineCommand('rlHeartbeat', { numberOfKeys: 1, lua: HEARTBEAT_SCRIPT });
   }
 
-  get #scripts(): Scripts {
-    return this.redis as unknown as Scripts;
+  #script(name: string): ScriptCall {
+    return (this.redis as unknown as Record<string, ScriptCall>)[name] as ScriptCall;
   }
 
   /** Runs one Redis call with the hard deadline, mapping every failure to StoreUnavailableError. */
@@ -123,14 +129,14 @@ export class RedisStore implements GlobalStore {
     (this.redis as Cluster).refreshSlotsCache();
   }
 
-  async lease(clientId: string, policy: BucketPolicy, req: LeaseRequest): Promise<LeaseReply> {
+  async lease(clientId: string, policy: Policy, req: LeaseRequest): Promise<LeaseReply> {
     const r = req.report;
     const args: (string | number)[] = [
-      policy.capacity,
-      policy.refillPerSec,
+      ...algorithmOf(policy).luaArgs(policy),
       req.leaseTtlMs,
       req.need,
       req.extra,
+      r ? 1 : 0,
       r ? r.grantedAtMs : 0,
       r ? r.registered : 0,
       r ? r.unused : 0,
@@ -139,12 +145,15 @@ export class RedisStore implements GlobalStore {
     const groups = r ? r.spends.slice(0, MAX_SPEND_GROUPS) : [];
     args.push(groups.length);
     for (const [age, count] of groups) args.push(Math.max(0, Math.floor(age)), count);
-    const raw = await this.#call('lease', () => this.#scripts.rlLease(bucketKeyName(this.#prefix, clientId, this.#hashKey), ...args));
+    const key = bucketKeyName(this.#prefix, clientId, policy, this.#hashKey);
+    const run = this.#script(leaseCommand(policy.algorithm));
+    const raw = await this.#call('lease', () => run.call(this.redis, key, ...args));
     return parseLeaseReply(raw);
   }
 
   async heartbeat(nodeId: string, ttlMs: number): Promise<number> {
-    const n = await this.#call('heartbeat', () => this.#scripts.rlHeartbeat(this.#fleetKey, nodeId, ttlMs));
+    const beat = this.#script('rlHeartbeat');
+    const n = await this.#call('heartbeat', () => beat.call(this.redis, this.#fleetKey, nodeId, ttlMs));
     if (typeof n !== 'number' || n < 1) throw new StoreUnavailableError(`unexpected heartbeat reply: ${String(n)}`);
     return n;
   }

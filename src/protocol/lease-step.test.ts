@@ -1,15 +1,26 @@
 import { describe, expect, it } from 'vitest';
 import { prng } from '../../test/helpers/prng.js';
-import { type BucketPolicy, type GlobalBucketState, type LeaseReport, leaseStep, spendGroups } from './global-bucket.js';
+import { type TokenBucketState, tokenBucketStep } from '../algorithms/token-bucket.js';
+import type { LeaseReport, LeaseRequest, Policy } from '../core/types.js';
+import { type BucketState, type LeaseStep, leaseStep as step, spendGroups } from './lease-step.js';
 
-const policy: BucketPolicy = { capacity: 40, refillPerSec: 10 };
+type BucketPolicy = Policy;
+type GlobalBucketState = BucketState<TokenBucketState>;
+/** The protocol driving the token bucket, as every test here uses it. */
+const leaseStep = (prev: GlobalBucketState | undefined, p: Policy, req: LeaseRequest, now: number): LeaseStep<TokenBucketState> =>
+  step(tokenBucketStep, prev, p, req, now);
+const leasedOf = (s: GlobalBucketState) => s.cur.leased + s.prev.leased;
+const tokensOf = (s: GlobalBucketState) => s.alg.tokens;
+const tb = (capacity: number, refillPerSec: number): Policy => ({ name: 'p', algorithm: 'token_bucket', capacity, refillPerSec });
+
+const policy: BucketPolicy = tb(40, 10);
 const T0 = 1_700_000_000_000;
 
 describe('leaseStep', () => {
   it('grants what is needed plus at most half of the rest ahead', () => {
     const { reply, state } = leaseStep(undefined, policy, { need: 1, extra: 100, leaseTtlMs: 1000 }, T0);
     expect(reply.granted).toBe(1 + 19);
-    expect(state.leased).toBe(20);
+    expect(leasedOf(state)).toBe(20);
     expect(reply.remaining).toBe(20);
     expect(reply.grantedAtMs).toBe(T0);
   });
@@ -51,18 +62,18 @@ describe('leaseStep', () => {
     const leased = leaseStep(undefined, policy, { need: 10, extra: 0, leaseTtlMs: 5000 }, T0);
     const report: LeaseReport = { grantedAtMs: T0, registered: 10, unused: 10, spends: [], keep: false };
     const back = leaseStep(leased.state, policy, { need: 0, extra: 0, leaseTtlMs: 5000, report }, T0 + 2000);
-    expect(back.state.leased).toBe(0);
-    expect(back.state.tokens).toBe(40);
+    expect(leasedOf(back.state)).toBe(0);
+    expect(tokensOf(back.state)).toBe(40);
   });
 
   it('frees expired leases at the deadline and ignores late reports about them', () => {
     const leased = leaseStep(undefined, policy, { need: 40, extra: 0, leaseTtlMs: 1000 }, T0);
     const later = leaseStep(leased.state, policy, { need: 0, extra: 0, leaseTtlMs: 1000 }, T0 + 1500);
-    expect(later.state.leased).toBe(0);
-    expect(later.state.tokens).toBe(5); // refill from the deadline on
+    expect(leasedOf(later.state)).toBe(0);
+    expect(tokensOf(later.state)).toBe(5); // refill from the deadline on
     const stale: LeaseReport = { grantedAtMs: T0, registered: 40, unused: 40, spends: [], keep: false };
     const ignored = leaseStep(later.state, policy, { need: 0, extra: 0, leaseTtlMs: 1000, report: stale }, T0 + 1500);
-    expect(ignored.state.tokens).toBe(5);
+    expect(tokensOf(ignored.state)).toBe(5);
     expect(ignored.reply.kept).toBe(false);
   });
 
@@ -71,7 +82,7 @@ describe('leaseStep', () => {
     const report: LeaseReport = { grantedAtMs: T0, registered: 5, unused: 3, spends: [[10, 2]], keep: true };
     const b = leaseStep(a.state, policy, { need: 0, extra: 4, leaseTtlMs: 1000, report }, T0 + 50);
     expect(b.reply.kept).toBe(true);
-    expect(b.state.leased).toBe(3 + b.reply.granted);
+    expect(leasedOf(b.state)).toBe(3 + b.reply.granted);
   });
 
   it('releases refill from each spend group\'s time, not only from the last spend', () => {
@@ -82,10 +93,10 @@ describe('leaseStep', () => {
     const report: LeaseReport = { grantedAtMs: T0, registered: 20, unused: 0, spends: spendGroups(times, T0 + 2000), keep: true };
     const b = leaseStep(a.state, policy, { need: 0, extra: 0, leaseTtlMs: 10_000, report }, T0 + 2000);
     // Ideal bucket: 20 + 20 refilled - (the cap only binds while unspent + bucket > 40) = 39..40.
-    expect(b.state.tokens).toBeGreaterThanOrEqual(37.9);
+    expect(tokensOf(b.state)).toBeGreaterThanOrEqual(37.9);
     // Dated by the last spend only, the whole 2 s of refill would be lost.
     const lastOnly: LeaseReport = { ...report, spends: [[0, 20]] };
-    expect(leaseStep(a.state, policy, { need: 0, extra: 0, leaseTtlMs: 10_000, report: lastOnly }, T0 + 2000).state.tokens).toBe(20);
+    expect(tokensOf(leaseStep(a.state, policy, { need: 0, extra: 0, leaseTtlMs: 10_000, report: lastOnly }, T0 + 2000).state)).toBe(20);
   });
 
   it('groups spends into at most 16 runs dated by their latest spend', () => {
@@ -100,12 +111,12 @@ describe('leaseStep', () => {
       100,
     );
     expect(g).toHaveLength(16);
-    expect(g.reduce((n, [, c]) => n + c, 0)).toBe(100);
+    expect(g.reduce((n: number, [, c]: readonly [number, number]) => n + c, 0)).toBe(100);
     expect(g[15]).toEqual([1, 7]); // ages round down, never dating a spend early
   });
 
   it('a renewal that keeps tokens but gets none new extends their deadline (review finding)', () => {
-    const small: BucketPolicy = { capacity: 10, refillPerSec: 10 };
+    const small: BucketPolicy = tb(10, 10);
     const a = leaseStep(undefined, small, { need: 5, extra: 0, leaseTtlMs: 10_000 }, T0); // node A
     const b = leaseStep(a.state, small, { need: 5, extra: 0, leaseTtlMs: 10_000 }, T0); // node B
     // A spends 4 and renews at 5 s keeping 1; the bucket is empty so nothing new comes.
@@ -122,19 +133,20 @@ describe('leaseStep', () => {
     const other = leaseStep(a.state, policy, { need: 10, extra: 0, leaseTtlMs: 10_000 }, T0);
     const report: LeaseReport = { grantedAtMs: T0, registered: 10, unused: 0, spends: [[0, 25]], keep: true };
     const r = leaseStep(other.state, policy, { need: 0, extra: 0, leaseTtlMs: 10_000, report }, T0);
-    expect(r.state.leased).toBe(10); // the other node's 10 still count
+    expect(leasedOf(r.state)).toBe(10); // the other node's 10 still count
   });
 
   it('a bucket rebuilt after its key expired ignores reports about older leases (review finding)', () => {
-    const small: BucketPolicy = { capacity: 10, refillPerSec: 1 };
+    const small: BucketPolicy = tb(10, 1);
     const a = leaseStep(undefined, small, { need: 10, extra: 0, leaseTtlMs: 30_000 }, T0); // spent at once
     // The key expired long ago; a fresh bucket serves node B, which leases ahead.
     const b = leaseStep(undefined, small, { need: 0, extra: 10, leaseTtlMs: 30_000 }, T0 + 60_000);
-    expect(b.state.epochMs).toBe(T0 + 60_000);
+    expect(b.state.cur.startMs).toBe(T0 + 60_000); // both generations start with the new bucket
+    expect(b.state.prev.startMs).toBe(T0 + 60_000);
     // A's late report must not free B's leased tokens.
     const report: LeaseReport = { grantedAtMs: a.reply.grantedAtMs, registered: 10, unused: 0, spends: [[60_000, 10]], keep: true };
     const late = leaseStep(b.state, small, { need: 1, extra: 0, leaseTtlMs: 30_000, report }, T0 + 60_000);
-    expect(late.state.leased).toBeGreaterThanOrEqual(b.reply.granted);
+    expect(leasedOf(late.state)).toBeGreaterThanOrEqual(b.reply.granted);
     const c = leaseStep(late.state, small, { need: 10, extra: 0, leaseTtlMs: 30_000 }, T0 + 65_000);
     // Everything admitted from T0 + 60 s on: B's lease, A's 1, C's grant: within 10 + 5 s of refill.
     expect(b.reply.granted + late.reply.granted + c.reply.granted).toBeLessThanOrEqual(15);
@@ -160,6 +172,8 @@ type SimNode = {
   expiresAt: number;
   spendTimes: number[];
   inflight: boolean;
+  /** The node vanishes at this time (a crash): it never sends or hears anything again. */
+  deadAt: number;
 };
 
 /**
@@ -168,7 +182,7 @@ type SimNode = {
  */
 function simulate(seed: number): { admitted: number[]; policy: BucketPolicy } {
   const rnd = prng(seed);
-  const pol: BucketPolicy = { capacity: 1 + Math.floor(rnd() * 50), refillPerSec: 0.5 + rnd() * 50 };
+  const pol: BucketPolicy = tb(1 + Math.floor(rnd() * 50), 0.5 + rnd() * 50);
   const ttl = 50 + Math.floor(rnd() * 2000);
   const nodes: SimNode[] = Array.from({ length: 1 + Math.floor(rnd() * 4) }, () => ({
     tokens: 0,
@@ -177,7 +191,13 @@ function simulate(seed: number): { admitted: number[]; policy: BucketPolicy } {
     expiresAt: 0,
     spendTimes: [],
     inflight: false,
+    deadAt: Number.POSITIVE_INFINITY,
   }));
+  // In a third of the runs one node crashes, holding whatever it leased: its tokens must
+  // come back through generation expiry, never by over-admitting.
+  const crash = rnd();
+  const crashAt = rnd() * 10_000;
+  if (crash < 0.33) (nodes[0] as SimNode).deadAt = crashAt;
   let state: GlobalBucketState | undefined;
   const admitted: number[] = [];
   type Ev = { t: number; run: (t: number) => void };
@@ -205,14 +225,18 @@ function simulate(seed: number): { admitted: number[]; policy: BucketPolicy } {
       const step = leaseStep(state, pol, { need, extra, leaseTtlMs: ttl, report }, te);
       state = step.state;
       at(te + delay(), (tr) => {
+        if (tr >= n.deadAt) return; // the reply reaches nobody
         n.inflight = false;
         if (!keep) return;
         if (step.reply.kept) {
           n.registered = unusedAtSend + step.reply.granted;
           n.tokens += step.reply.granted;
         } else {
+          // As the lease manager does: the old lease is dead in the store, and what was
+          // spent from it in flight was charged there (its tokens never come back).
           n.registered = step.reply.granted;
           n.tokens = step.reply.granted;
+          n.spendTimes = [];
         }
         n.grantedAt = n.registered > 0 ? step.reply.grantedAtMs : 0;
         n.expiresAt = t + ttl;
@@ -234,6 +258,7 @@ function simulate(seed: number): { admitted: number[]; policy: BucketPolicy } {
     const n = nodes[Math.floor(rnd() * nodes.length)] as SimNode;
     const roll = rnd();
     at(t, (ta) => {
+      if (ta >= n.deadAt) return;
       if (n.tokens >= 1 && ta < n.expiresAt) {
         n.tokens--;
         n.spendTimes.push(ta);
@@ -252,6 +277,47 @@ function simulate(seed: number): { admitted: number[]; policy: BucketPolicy } {
   }
   return { admitted: admitted.sort((a, b) => a - b), policy: pol };
 }
+
+describe('leaseStep generations: a vanished node\'s tokens come back', () => {
+  it('within 2 × TTL of its last grant, while another node keeps the key busy', () => {
+    const ttl = 1000;
+    const p = tb(40, 10);
+    // Node A leases 30 and vanishes (never reports).
+    let s = leaseStep(undefined, p, { need: 30, extra: 0, leaseTtlMs: ttl }, T0).state;
+    // Node B spends 1 token every 200 ms (half the refill), renewing every time: the key never goes quiet.
+    let held: { grantedAtMs: number; registered: number } | undefined;
+    let lastB = T0;
+    for (let t = T0 + 200; t <= T0 + 2 * ttl + 400; t += 200) {
+      const report: LeaseReport | undefined = held ? { ...held, unused: 0, spends: [[0, held.registered]], keep: true } : undefined;
+      const r = leaseStep(s, p, { need: 1, extra: 0, leaseTtlMs: ttl, report }, t);
+      s = r.state;
+      held = r.reply.granted > 0 ? { grantedAtMs: r.reply.grantedAtMs, registered: r.reply.granted } : undefined;
+      lastB = t;
+    }
+    // Past 2 × TTL after A's grant, nothing of A's still counts: only B's own 1 token is leased.
+    expect(leasedOf(s)).toBeLessThanOrEqual(1);
+    // A's unreturned tokens are lost (they may have been spent), so the bucket refills them:
+    // a full refill (4 s) later B's burst gets the whole bucket. Without generations B's
+    // renewals would keep A's 30 counted, and the burst would get about 10.
+    const report: LeaseReport | undefined = held ? { ...held, unused: 0, spends: [[0, held.registered]], keep: false } : undefined;
+    const burst = leaseStep(s, p, { need: 40, extra: 0, leaseTtlMs: ttl, report }, lastB + 4000);
+    expect(burst.reply.granted).toBeGreaterThanOrEqual(39);
+  });
+
+  it('a report about a lease in an expired generation is stale: it frees nobody else\'s tokens', () => {
+    const ttl = 1000;
+    const p = tb(10, 1);
+    const a = leaseStep(undefined, p, { need: 5, extra: 0, leaseTtlMs: ttl }, T0);
+    // B leases in later generations; A's generation expires at T0 + ttl.
+    const b1 = leaseStep(a.state, p, { need: 1, extra: 0, leaseTtlMs: ttl }, T0 + 1500);
+    const b2 = leaseStep(b1.state, p, { need: 1, extra: 0, leaseTtlMs: ttl }, T0 + 2600);
+    const leasedBefore = leasedOf(b2.state);
+    const stale: LeaseReport = { grantedAtMs: T0, registered: 5, unused: 5, spends: [], keep: false };
+    const after = leaseStep(b2.state, p, { need: 0, extra: 0, leaseTtlMs: ttl, report: stale }, T0 + 2600);
+    expect(leasedOf(after.state)).toBe(leasedBefore);
+    expect(tokensOf(after.state)).toBe(tokensOf(b2.state));
+  });
+});
 
 describe('leaseStep invariant: no over-admission across nodes', () => {
   it('admits at most capacity + refill × T in every interval T (randomised)', () => {

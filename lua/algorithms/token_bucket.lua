@@ -1,0 +1,41 @@
+--[[
+algorithms/token_bucket.lua: the token bucket's part of a lease step.
+Mirrors tokenBucketStep in src/algorithms/token-bucket.ts line for line.
+Prepended to protocol.lua when the script is loaded (src/store/lua-scripts.ts).
+
+ARGV[1]  capacity (tokens)
+ARGV[2]  refill per second (tokens)
+State: the tokens in the bucket, not counting leased ones (a double).
+]]
+local ALG_ARGC = 2
+local ALG_TAG = 116 -- 't'
+local tb_cap = tonumber(ARGV[1])
+local tb_refill = tonumber(ARGV[2])
+
+local function floor6(x) return math.floor(x * 1e6) / 1e6 end
+
+local function alg_fresh() return { tokens = tb_cap } end
+local function alg_capacity() return tb_cap end
+local function alg_advance(s, ms, cap)
+  s.tokens = math.min(cap, s.tokens + math.max(0, ms) * tb_refill / 1000)
+end
+local function alg_settle(s) s.tokens = floor6(s.tokens) end
+local function alg_available(s) return math.max(0, math.floor(s.tokens)) end
+local function alg_take(s, n) s.tokens = floor6(s.tokens - n) end
+local function alg_give_back(s, n, cap) s.tokens = math.min(cap, s.tokens + n) end
+local function alg_next_permit_ms(s)
+  if s.tokens >= 1 then return 0 end
+  local perMs = tb_refill / 1000
+  if perMs > 0 then return math.ceil((1 - s.tokens) / perMs) end
+  return 9007199254740991
+end
+local function alg_idle_ms(s)
+  local perMs = tb_refill / 1000
+  if perMs > 0 then return math.ceil((tb_cap - s.tokens) / perMs) end
+  return 0
+end
+local function alg_encode(s) return struct.pack('>d', s.tokens) end
+local function alg_decode(raw, pos)
+  local tokens, nxt = struct.unpack('>d', raw, pos)
+  return { tokens = tokens }, nxt
+end

@@ -1,0 +1,139 @@
+/**
+ * @module core/types
+ *
+ * The vocabulary every layer shares: policies, decisions, the clock, the lease
+ * protocol's messages, the ports to the stores, and the errors. It imports
+ * nothing, so no arrow can run from here back up the layers (see the import
+ * graph in the README).
+ */
+
+/** The algorithms a policy can name. Only `token_bucket` is implemented so far. */
+export type AlgorithmName = 'token_bucket';
+
+/** A token bucket: `capacity` tokens, refilled at `refillPerSec`. */
+export type TokenBucketParams = {
+  readonly algorithm: 'token_bucket';
+  readonly capacity: number;
+  readonly refillPerSec: number;
+};
+
+/** An algorithm and its parameters (a union as algorithms are added). */
+export type LimitParams = TokenBucketParams;
+
+/** A named limit; the name is what the RateLimit headers show and what buckets are kept per. */
+export type Policy = LimitParams & { readonly name: string };
+
+/** The answer for one request. A denial is a value, not an error. */
+export type Decision = {
+  allowed: boolean;
+  /** The policy's capacity. */
+  limit: number;
+  /** Tokens this client has left, as far as this node knows (whole tokens). */
+  remaining: number;
+  /** ms until the client's bucket is full again, if it stops now. */
+  resetMs: number;
+  /** When denied: ms until a token can be had (at least 1). 0 when allowed. */
+  retryAfterMs: number;
+  policy: Policy;
+  /** Denied because new keys arrive faster than the node admits them, not by the policy. */
+  shed?: true;
+};
+
+/** Anything that decides requests; the lease manager is one. */
+export interface Limiter {
+  check(clientId: string, policy: Policy): Decision | Promise<Decision>;
+}
+
+/** What a node does for requests that need Redis while Redis cannot answer. */
+export type DegradedMode = 'local' | 'open' | 'closed';
+
+/** Time as a dependency: monotonic milliseconds (not epoch time). */
+export interface Clock {
+  nowMs(): number;
+}
+
+/** What a node says about the lease it holds when it asks again or gives back. */
+export type LeaseReport = {
+  /** `grantedAtMs` from the reply that granted (or last renewed) the lease. */
+  grantedAtMs: number;
+  /** Tokens registered to this lease (granted plus kept). */
+  registered: number;
+  /** Tokens of it not spent yet. */
+  unused: number;
+  /**
+   * The spends since the last report, oldest first, as [ms between the group's
+   * latest spend and sending the report, tokens spent in the group].
+   */
+  spends: ReadonlyArray<readonly [number, number]>;
+  /** true: the node keeps its unused tokens (renewal); false: it gives them back. */
+  keep: boolean;
+};
+
+export type LeaseRequest = {
+  /** Tokens wanted now for requests that are waiting; granted in full if available. */
+  need: number;
+  /** Tokens wanted ahead of demand; granted at most half of what is left after `need`. */
+  extra: number;
+  leaseTtlMs: number;
+  report?: LeaseReport | undefined;
+};
+
+export type LeaseReply = {
+  granted: number;
+  /** Whether the reported lease's unused tokens stay registered (renewal accepted). */
+  kept: boolean;
+  /** Store time of this step; identifies the lease in later reports. */
+  grantedAtMs: number;
+  /** Whole tokens left in the global bucket after the grant. */
+  remaining: number;
+  /** When less than one whole token is left after the grant: ms until one is back; else 0. */
+  retryAfterMs: number;
+};
+
+/** Port: the global buckets, leased from. */
+export interface BucketStore {
+  /** `global` when buckets are shared through Redis, `local-only` when they live in this process. */
+  readonly mode: 'global' | 'local-only';
+  /**
+   * One atomic step of the client's global bucket under `limit`.
+   * Rejects with `StoreUnavailableError` when the store cannot answer in time.
+   */
+  lease(clientId: string, limit: LimitParams, req: LeaseRequest): Promise<LeaseReply>;
+}
+
+/** Port: which nodes are alive (degraded `local` mode divides limits by their number). */
+export interface FleetStore {
+  /** Records this node as alive for `ttlMs`; resolves how many nodes are (this one included). */
+  heartbeat(nodeId: string, ttlMs: number): Promise<number>;
+  /** Removes this node from the live count (best effort, on shutdown). */
+  leave(nodeId: string): Promise<void>;
+}
+
+/** Port: whether the store answers at all. */
+export interface StoreHealth {
+  /** Resolves true once the store can take commands, false if it cannot within `timeoutMs`. */
+  ready(timeoutMs: number): Promise<boolean>;
+  /** Whether the store answers right now (bounded by the store's deadline). */
+  ping(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+/**
+ * Whether lease calls may go to the store (the circuit breaker). `tryCall` grants
+ * a call (always when healthy, one trial at a time when half-open); every granted
+ * call's outcome is reported with `success` or `failure`.
+ */
+export interface StoreGate {
+  readonly isOpen: boolean;
+  tryCall(): boolean;
+  success(): void;
+  failure(reason: string): void;
+}
+
+/** The store did not answer within its deadline, refused the connection, or replied nonsense. */
+export class StoreUnavailableError extends Error {
+  override readonly name = 'StoreUnavailableError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}

@@ -1,0 +1,52 @@
+/**
+ * @module lease/key-state
+ *
+ * What a node keeps per (policy, client): the lease it holds, the store call in
+ * flight and the requests waiting on it, and what it has learnt about the key.
+ *
+ * Phases, explicit in two fields rather than encoded in numbers:
+ * - `lease`: undefined (holds nothing) or the lease held;
+ * - `inflight`: whether a store call for the key is out. A call can be out
+ *   while a lease is held (refill-ahead), and requests wait only when the key
+ *   holds no spendable token.
+ */
+import type { TokenBucket } from '../algorithms/token-bucket.js';
+import type { Decision, Policy } from '../core/types.js';
+import type { Lease } from './lease.js';
+
+export type Waiter = { resolve: (d: Decision) => void; reject: (e: Error) => void };
+
+export class KeyState {
+  lease: Lease | undefined;
+  inflight = false;
+  waiters: Waiter[] = [];
+  /** Denied here, without asking, until this time: the store said its bucket is dry. */
+  deniedUntil = 0;
+  lastArrival = Number.NaN;
+  /** EWMA of the time between arrivals, ms; NaN until a second arrival. */
+  intervalMs = Number.NaN;
+  /** Tokens granted by the last reply (refill-ahead threshold). */
+  lastGrant = 0;
+  /** Global bucket tokens at `globalAt`, from the last reply: for the `remaining` estimate. */
+  globalRemaining: number;
+  globalAt = 0;
+  /** Dropped from the LRU: whatever it holds goes back. */
+  evicted = false;
+  /** In the return queue. */
+  returnQueued = false;
+  /** This node's own bucket, used only in degraded `local` mode. */
+  fallback: TokenBucket | undefined;
+
+  constructor(
+    /** The client id as the store knows it (the API key or other identity). */
+    readonly clientId: string,
+    public policy: Policy,
+  ) {
+    this.globalRemaining = policy.capacity;
+  }
+
+  /** Held tokens this node may spend now. */
+  spendable(nowMs: number): boolean {
+    return this.lease !== undefined && this.lease.tokens >= 1 && nowMs < this.lease.expiresAt;
+  }
+}

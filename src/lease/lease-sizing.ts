@@ -1,0 +1,54 @@
+/**
+ * @module lease/lease-sizing
+ *
+ * How many tokens a lease asks for, and when a warm key fetches its next one,
+ * from the key's observed arrival rate. Pure functions, table-tested.
+ *
+ * - A lease asks for the waiting requests (`need`) and tops them up to the
+ *   demand expected over `coverMs` at the observed rate (`extra`; need + extra
+ *   at most max(need, `maxAhead`)). The store grants `extra` only up to half of
+ *   what is left, so leases shrink as the global bucket drains. A key's first
+ *   lease asks for `coldTokens`.
+ * - Requests queued by a key arriving faster than its policy refills (a burst,
+ *   an abuser) lease exactly what waits: prefetching for them would strand
+ *   tokens on this node that another node's share of the burst needs.
+ * - Refill-ahead: once a warm key's held tokens fall below its demand over
+ *   `aheadMs`, the next lease is fetched in the background.
+ */
+
+export type SizingOptions = {
+  /** Most tokens a lease asks for ahead of demand. */
+  maxAhead: number;
+  /** How much demand (ms at the observed rate) a lease tries to cover. */
+  coverMs: number;
+  /** Tokens a key's first lease asks for. */
+  coldTokens: number;
+  /** Refill-ahead horizon, ms of demand. */
+  aheadMs: number;
+  leaseTtlMs: number;
+};
+
+/** The EWMA of the time between arrivals, ms; NaN until a second arrival. */
+export function nextInterval(intervalMs: number, lastArrivalMs: number, nowMs: number): number {
+  const dt = nowMs - lastArrivalMs;
+  if (!(dt >= 0)) return intervalMs;
+  return Number.isNaN(intervalMs) ? dt : intervalMs * 0.8 + dt * 0.2;
+}
+
+/** Tokens ahead of demand worth asking for: the demand over `coverMs` (cold: `coldTokens`). */
+export function aheadTokens(intervalMs: number, o: SizingOptions): number {
+  if (!(intervalMs >= 0)) return o.coldTokens;
+  return Math.min(o.maxAhead, Math.floor(o.coverMs / Math.max(intervalMs, 0.01)));
+}
+
+/** Tokens to ask for on top of `need`: none for a key draining its bucket, else up to the demand. */
+export function extraTokens(intervalMs: number, refillPerSec: number, need: number, o: SizingOptions): number {
+  if (need > 0 && intervalMs * refillPerSec < 1000) return 0;
+  return Math.max(0, aheadTokens(intervalMs, o) - need);
+}
+
+/** Refill-ahead threshold: the demand over `aheadMs`, for keys warm enough to use a lease; 0 = never. */
+export function lowWater(intervalMs: number, lastGrant: number, o: SizingOptions): number {
+  if (!(intervalMs * 2 < o.leaseTtlMs)) return 0;
+  return Math.min(Math.floor(lastGrant / 2), Math.ceil(o.aheadMs / Math.max(intervalMs, 0.01)));
+}

@@ -1,0 +1,60 @@
+/**
+ * @module lease/lease
+ *
+ * A lease this node holds on one client's global bucket, as a plain value, and
+ * the pure functions that report on it and apply the store's reply to it.
+ */
+import type { LeaseReply, LeaseReport } from '../core/types.js';
+import { spendGroups } from '../protocol/lease-step.js';
+
+export type Lease = {
+  /** The store's time for the grant (or last renewal): names the lease in reports. */
+  readonly grantedAtMs: number;
+  /** Tokens registered to it in the store (granted plus kept). */
+  readonly registered: number;
+  /** Tokens of it this node has not spent yet. */
+  tokens: number;
+  /** Local (monotonic) time after which it may not be spent: one TTL after its request was sent. */
+  readonly expiresAt: number;
+  /** When each spent token was spent, since the last report. */
+  spendTimes: number[];
+};
+
+/**
+ * What the next call says about `lease`: its spends (dated groups) and whether it
+ * keeps the unused tokens. A lease that has expired here cannot be kept: its
+ * unused tokens are given back rather than left counted as leased.
+ */
+export function leaseReport(lease: Lease, nowMs: number, keep: boolean): LeaseReport {
+  return {
+    grantedAtMs: lease.grantedAtMs,
+    registered: lease.registered,
+    unused: lease.tokens,
+    spends: spendGroups(lease.spendTimes, nowMs),
+    keep: keep && nowMs < lease.expiresAt,
+  };
+}
+
+/**
+ * The lease after the store's reply to a call sent at `sentAtMs`. `held` is the
+ * lease as it is now (tokens may have been spent while the call was out);
+ * `unusedAtSend` is what the call reported unused and asked to keep.
+ *
+ * @example
+ * applyReply(undefined, { granted: 5, kept: false, grantedAtMs: 1000, remaining: 35, retryAfterMs: 0 }, 0, 0, 30_000)
+ * // { grantedAtMs: 1000, registered: 5, tokens: 5, expiresAt: 29_999, spendTimes: [] }
+ */
+export function applyReply(held: Lease | undefined, reply: LeaseReply, sentAtMs: number, unusedAtSend: number, ttlMs: number): Lease | undefined {
+  // One ms short of the store's deadline: Redis TIME is whole ms, performance.now() is not.
+  const expiresAt = sentAtMs + ttlMs - 1;
+  if (reply.kept && held) {
+    // Renewed: the kept tokens and the new ones form one lease; spends made while the call
+    // was out belong to it and go in the next report.
+    const registered = unusedAtSend + reply.granted;
+    if (registered <= 0) return undefined;
+    return { grantedAtMs: reply.grantedAtMs, registered, tokens: held.tokens + reply.granted, expiresAt, spendTimes: held.spendTimes };
+  }
+  // The old lease is dead in the store: what was spent from it in flight is not ours to report.
+  if (reply.granted <= 0) return undefined;
+  return { grantedAtMs: reply.grantedAtMs, registered: reply.granted, tokens: reply.granted, expiresAt, spendTimes: [] };
+}

@@ -1,0 +1,110 @@
+/**
+ * @module lease/return-scheduler
+ *
+ * When unused tokens go back to the store. Leases are kept in a heap by expiry;
+ * a sweep queues those about to expire, and a pacer sends the queue a slice at
+ * a time (at most `returnsPerSec`, in 10 ms slices), so a wave of expiring
+ * leases (12,000 keys touched in a spike expire together a TTL later) never
+ * stalls the node. The sweep starts early enough for the backlog to drain
+ * before the leases expire. Eviction and shutdown queue returns too.
+ */
+import { Heap, Queue } from 'mnemonist';
+
+export type ReturnSchedulerOptions<K> = {
+  /** How often the sweep runs, ms. */
+  sweepIntervalMs: number;
+  leaseTtlMs: number;
+  returnsPerSec: number;
+  /** Run the sweep and the pacer on timers; tests call `sweep()` and `flush()`. */
+  timers: boolean;
+  /** Sends one key's return; resolves when it is done (never rejects). */
+  send: (key: K, nowMs: number) => Promise<void> | undefined;
+  /** Whether the queued key still needs its return (the expiry entry may be outdated). */
+  due: (key: K, expiresAt: number) => boolean;
+  clock: () => number;
+};
+
+type Entry<K> = { key: K; expiresAt: number };
+
+export class ReturnScheduler<K extends { returnQueued: boolean }> {
+  readonly #expiries = new Heap<Entry<K>>((a, b) => a.expiresAt - b.expiresAt);
+  readonly #queue = new Queue<K>();
+  readonly #o: ReturnSchedulerOptions<K>;
+  readonly #perSlice: number;
+  readonly #sweepTimer: NodeJS.Timeout | undefined;
+  #paceTimer: NodeJS.Timeout | undefined;
+  #stopped = false;
+
+  constructor(o: ReturnSchedulerOptions<K>) {
+    this.#o = o;
+    this.#perSlice = Math.max(1, Math.floor(o.returnsPerSec / 100));
+    if (o.timers) {
+      this.#sweepTimer = setInterval(() => this.sweep(), o.sweepIntervalMs);
+      this.#sweepTimer.unref();
+    }
+  }
+
+  get queued(): number {
+    return this.#queue.size;
+  }
+
+  /** A lease of `key` that expires at `expiresAt`. */
+  track(key: K, expiresAt: number): void {
+    this.#expiries.push({ key, expiresAt });
+  }
+
+  /** Queues the return of `key` now. */
+  queue(key: K): void {
+    if (key.returnQueued) return;
+    key.returnQueued = true;
+    this.#queue.enqueue(key);
+    if (this.#o.timers && !this.#stopped && this.#paceTimer === undefined) this.#pace();
+  }
+
+  /** Queues the returns of leases about to expire. Runs on a timer; tests call it. */
+  sweep(): void {
+    const now = this.#o.clock();
+    // Early enough that the pacer sends the backlog before the leases expire.
+    const lead = Math.min(this.#o.leaseTtlMs / 2, this.#o.sweepIntervalMs * 1.5 + (this.#queue.size / this.#perSlice) * 10);
+    while (this.#expiries.size > 0) {
+      const e = this.#expiries.peek() as Entry<K>;
+      if (e.expiresAt > now + lead) break;
+      this.#expiries.pop();
+      if (this.#o.due(e.key, e.expiresAt)) this.queue(e.key);
+    }
+  }
+
+  /** Whether a lease expiring at `expiresAt` is within the sweep's reach now. */
+  isDue(expiresAt: number): boolean {
+    return expiresAt <= this.#o.clock() + this.#o.sweepIntervalMs * 1.5;
+  }
+
+  /** Sends up to `max` queued returns now (all by default) and waits for them. */
+  async flush(max = Number.POSITIVE_INFINITY): Promise<void> {
+    const sent: Promise<void>[] = [];
+    const now = this.#o.clock();
+    for (let i = 0; i < max && this.#queue.size > 0; i++) {
+      const k = this.#queue.dequeue() as K;
+      k.returnQueued = false;
+      const p = this.#o.send(k, now);
+      if (p) sent.push(p);
+    }
+    await Promise.all(sent);
+  }
+
+  /** Stops the timers; queued returns stay for `flush()`. */
+  stop(): void {
+    this.#stopped = true;
+    clearInterval(this.#sweepTimer);
+    clearTimeout(this.#paceTimer);
+  }
+
+  #pace(): void {
+    this.#paceTimer = setTimeout(() => {
+      this.#paceTimer = undefined;
+      void this.flush(this.#perSlice);
+      if (this.#queue.size > 0 && !this.#stopped) this.#pace();
+    }, 10);
+    this.#paceTimer.unref();
+  }
+}
