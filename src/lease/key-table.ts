@@ -49,20 +49,23 @@ export class KeyTable<V> {
     for (const [, v] of this.#probation) yield v;
   }
 
-  /** The key's state (promoted on a second request), a new one from `create`, or undefined when a new key must be shed. */
-  get(id: string, nowMs: number, create: () => V): V | undefined {
+  /** The key's state, promoted to the main segment on its second request; undefined when unknown. */
+  get(id: string): V | undefined {
     const hot = this.#main.get(id);
     if (hot !== undefined) return hot;
     const seen = this.#probation.get(id);
     if (seen !== undefined) {
       this.#probation.delete(id);
       this.#put(this.#main, id, seen);
-      return seen;
     }
-    if (!this.#takeNew(nowMs)) return undefined;
-    const v = create();
-    this.#put(this.#probation, id, v);
-    return v;
+    return seen;
+  }
+
+  /** Adds a first-seen key's state to probation; false (nothing added) when new keys must be shed now. */
+  add(id: string, value: V, nowMs: number): boolean {
+    if (!this.#takeNew(nowMs)) return false;
+    this.#put(this.#probation, id, value);
+    return true;
   }
 
   /** ms until a new key would be admitted again (at least 1). */

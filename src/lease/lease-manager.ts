@@ -192,9 +192,14 @@ export class LeaseManager {
   check(clientId: string, policy: Policy): Decision | Promise<Decision> {
     const now = this.#clock.nowMs();
     this.stats.decisions++;
-    const k = this.#keys.get(stateId(policy.name, clientId), now, () => new KeyState(clientId, policy));
-    if (k === undefined) return this.#shed(policy);
-    k.policy = policy;
+    const id = stateId(policy.name, clientId);
+    let k = this.#keys.get(id);
+    if (k === undefined) {
+      k = new KeyState(clientId, policy);
+      if (!this.#keys.add(id, k, now)) return this.#shed(policy);
+    } else {
+      k.policy = policy;
+    }
     k.intervalMs = nextInterval(k.intervalMs, k.lastArrival, now);
     k.lastArrival = now;
 

@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest';
+import { type SizingOptions, aheadTokens, extraTokens, lowWater, nextInterval } from './lease-sizing.js';
+
+const o: SizingOptions = { maxAhead: 20, coverMs: 24_000, coldTokens: 1, aheadMs: 50, leaseTtlMs: 30_000 };
+
+describe('lease sizing', () => {
+  it.each([
+    // intervalMs, expected ahead
+    [Number.NaN, 1], // cold key: coldTokens
+    [10_000, 2], // 0.1 req/s: 24 s of demand
+    [2000, 12],
+    [100, 20], // capped at maxAhead
+    [0, 20], // simultaneous arrivals
+  ])('aheadTokens at one request every %s ms: %i', (interval, expected) => {
+    expect(aheadTokens(interval, o)).toBe(expected);
+  });
+
+  it.each([
+    // intervalMs, refillPerSec, need, expected extra
+    [Number.NaN, 10, 1, 0], // first request: coldTokens - need
+    [200, 10, 1, 19], // 5 req/s within a 10/s refill: top up to the demand
+    [50, 10, 3, 0], // 20 req/s against 10/s: draining, lease exactly what waits
+    [50, 10, 0, 20], // refill-ahead with nothing waiting: sized by demand
+    [2000, 10, 15, 0], // need already above the demand: nothing extra
+  ])('extraTokens at %s ms, refill %s/s, need %i: %i', (interval, refill, need, expected) => {
+    expect(extraTokens(interval, refill, need, o)).toBe(expected);
+  });
+
+  it.each([
+    // intervalMs, lastGrant, expected low water
+    [Number.NaN, 20, 0], // no rate yet: never refill ahead
+    [20_000, 20, 0], // slower than half a TTL: leases die before use
+    [10, 20, 5], // 50 ms of demand at 100/s
+    [10, 4, 2], // never more than half the last grant
+    [100, 20, 1],
+  ])('lowWater at %s ms with a last grant of %i: %i', (interval, lastGrant, expected) => {
+    expect(lowWater(interval, lastGrant, o)).toBe(expected);
+  });
+
+  it('averages arrival gaps (EWMA 0.2) and ignores a clock that went back', () => {
+    expect(nextInterval(Number.NaN, Number.NaN, 100)).toBeNaN();
+    expect(nextInterval(Number.NaN, 100, 300)).toBe(200);
+    expect(nextInterval(200, 300, 400)).toBe(180);
+    expect(nextInterval(200, 400, 300)).toBe(200);
+  });
+});
