@@ -8,10 +8,14 @@
  *   npm run bench -- --scenario abuser      one scenario
  *   npm run bench -- --duration 5           seconds per closed-loop run (default 10)
  *   npm run bench -- --seed-seconds 30      length of the seed-model run (default 60)
+ *   npm run bench -- --scenario spike       a 12,000-fresh-key blast, then 1,200 req/s past the lease sweep
+ *   npm run bench -- --spike-seconds 14     steady phase after the blast (default 40); with LEASE_TTL_MS=8000
+ *                                           in the environment the sweep comes within it
  *   npm run bench -- --systems none,tandem  only these systems
  *   npm run bench:smoke                     every scenario for ~2 s: checks figures exist
  *
- * Writes bench/results/latest.json, latest.md and seed-timeline.svg.
+ * Writes bench/results/latest.json, latest.md and seed-timeline.svg. LEASE_TTL_MS,
+ * LEASE_COLD_TOKENS and LEASE_MAX_TOKENS in the environment reach the servers.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -19,8 +23,7 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import cliProgress from 'cli-progress';
 import type { Redis } from 'ioredis';
-import { scopedClientId } from '../src/http/rate-limit-middleware.js';
-import { hashClientId } from '../src/store/key-name.js';
+import { createKeyHasher } from '../src/store/key-name.js';
 import { RedisProcess } from '../test/helpers/redis-server.js';
 import { type Accuracy, type Decisions, accuracy } from './lib/accuracy.js';
 import { timelineSvg } from './lib/chart.js';
@@ -29,6 +32,7 @@ import { type ServerProcess, startServer } from './lib/processes.js';
 import { countCommands } from './lib/redis-commands.js';
 import { type Second, runTimeline, seedSchedule } from './lib/timeline.js';
 import { failureMarkdown, runFailure } from './scenarios/failure.js';
+import { DEFAULT_SPIKE, type SpikeOptions, runSpike, spikeMarkdown, spikeProblems } from './scenarios/spike.js';
 
 const POLICY = { capacity: 40, refillPerSec: 10 };
 
@@ -40,6 +44,7 @@ const { values } = parseArgs({
     smoke: { type: 'boolean', default: false },
     systems: { type: 'string' },
     'seed-seconds': { type: 'string' },
+    'spike-seconds': { type: 'string' },
   },
 });
 const onlySystems = values.systems?.split(',');
@@ -48,6 +53,16 @@ const duration = smoke ? 2 : Number(values.duration);
 const connections = Number(values.connections);
 const seedSeconds = smoke ? 3 : Number(values['seed-seconds'] ?? 60);
 const failureSeconds = smoke ? 6 : 30;
+// Smoke: a 1-second blast over 3,000 keys, 3 s steady, 2 s leases (the sweep falls inside).
+const spikeOptions: SpikeOptions = smoke
+  ? { ...DEFAULT_SPIKE, systems: ['none', 'tandem'], keys: 3000, blastSeconds: 1, steadySeconds: 3, leaseTtlMs: 2000 }
+  : {
+      ...DEFAULT_SPIKE,
+      systems: ['none', 'tandem'],
+      steadySeconds: Number(values['spike-seconds'] ?? 40),
+      leaseTtlMs: Number(process.env.LEASE_TTL_MS ?? DEFAULT_SPIKE.leaseTtlMs),
+    };
+if (onlySystems) spikeOptions.systems = spikeOptions.systems.filter((x) => onlySystems.includes(x));
 
 /** What one load run saw from the client side. */
 type Outcome = {
@@ -246,7 +261,7 @@ async function measure(s: Scenario, system: string, ctx: Ctx): Promise<Row> {
     const focus = { key: '' };
     const counter = await countCommands(ctx.redis.url, (args) => {
       if (!focus.key) return false;
-      const hashed = hashClientId(scopedClientId('default', focus.key));
+      const hashed = createKeyHasher()(focus.key);
       return args.some((a) => a.includes(focus.key) || a.includes(hashed));
     });
     focus.key = s.name === 'abuser' ? (ctx.apiKeys[ctx.apiKeys.length - 1] as string) : '';
@@ -369,7 +384,7 @@ function targets(rows: Row[]): Target[] {
 }
 
 async function main(): Promise<void> {
-  const names = [...SCENARIOS.map((s) => s.name), 'failure'];
+  const names = [...SCENARIOS.map((s) => s.name), 'spike', 'failure'];
   if (values.scenario && !names.includes(values.scenario)) {
     console.error(`unknown scenario ${values.scenario}; known: ${names.join(', ')}`);
     process.exit(2);
@@ -379,11 +394,13 @@ async function main(): Promise<void> {
     systems: s.systems.filter((x) => !onlySystems || onlySystems.includes(x)),
   }));
   const withFailure = !values.scenario || values.scenario === 'failure';
+  const withSpike = (!values.scenario || values.scenario === 'spike') && spikeOptions.systems.length > 0;
 
   const redis = await RedisProcess.start();
   const admin = redis.client();
   const ctx: Ctx = { redis, admin, apiKeys: makeApiKeys(12_000) };
-  const plannedSeconds = chosen.reduce((n, s) => n + (s.seconds + 1.5) * s.systems.length, 0) + (withFailure ? 2 * failureSeconds + 4 : 0);
+  const plannedSeconds = chosen.reduce((n, s) => n + (s.seconds + 1.5) * s.systems.length, 0) + (withFailure ? 2 * failureSeconds + 4 : 0) +
+    (withSpike ? (spikeOptions.blastSeconds + spikeOptions.steadySeconds + 4) * spikeOptions.systems.length : 0);
   const bar = new cliProgress.SingleBar(
     { format: 'bench {bar} {percentage}% | {what} | ETA {eta_formatted}', hideCursor: true, etaBuffer: 30 },
     cliProgress.Presets.shades_classic,
@@ -394,6 +411,7 @@ async function main(): Promise<void> {
 
   const rows: Row[] = [];
   let failure: Awaited<ReturnType<typeof runFailure>> | undefined;
+  let spike: Awaited<ReturnType<typeof runSpike>> | undefined;
   try {
     for (const s of chosen) {
       const mine: Row[] = [];
@@ -404,6 +422,10 @@ async function main(): Promise<void> {
       const ceiling = mine.find((r) => r.system === 'none')?.rps ?? 0;
       for (const r of mine) r.ratio = ceiling > 0 ? r.rps / ceiling : Number.NaN;
       rows.push(...mine);
+    }
+    if (withSpike) {
+      bar.update({ what: 'spike' });
+      spike = await runSpike(redis, admin, spikeOptions);
     }
     if (withFailure) {
       bar.update({ what: 'failure' });
@@ -424,6 +446,7 @@ async function main(): Promise<void> {
     parts.push(`### ${s.name}`, '', s.describe, '', table(rows.filter((r) => r.scenario === s.name)), '');
     if (s.name === 'abuser') parts.push(abuserTable(rows.filter((r) => r.scenario === 'abuser')), '');
   }
+  if (spike) parts.push('### spike', '', spikeMarkdown(spike), '');
   if (failure) parts.push('### failure', '', failureMarkdown(failure), '');
   const t = targets(rows);
   if (t.length) {
@@ -439,7 +462,7 @@ async function main(): Promise<void> {
   const suffix = smoke ? '-smoke' : '';
   writeFileSync(
     new URL(`latest${suffix}.json`, dir),
-    `${JSON.stringify({ machine, duration, connections, smoke, rows, failure, targets: t }, null, 2)}\n`,
+    `${JSON.stringify({ machine, duration, connections, smoke, rows, spike, failure, targets: t }, null, 2)}\n`,
   );
   writeFileSync(new URL(`latest${suffix}.md`, dir), md);
   const seedT = rows.find((r) => r.scenario === 'seed' && r.system === 'tandem');
@@ -475,6 +498,13 @@ async function main(): Promise<void> {
       else if (r.errors > 0) warnings.push(`${s.name}/${system}: ${r.errors} errors`);
     }
   }
+  if (withSpike) {
+    if (!spike) problems.push('spike: no figures');
+    else {
+      problems.push(...spikeProblems(spike));
+      for (const r of spike.runs) if (r.errors > 0) warnings.push(`spike/${r.system}: ${r.errors} errors`);
+    }
+  }
   if (withFailure && (!failure || failure.total === 0)) problems.push('failure: no figures');
   else if (failure && failure.errors > 0) warnings.push(`failure: ${failure.errors} errors`);
   // Errors are figures too (shown in the tables); the smoke run fails only when a scenario produced none.
@@ -483,7 +513,7 @@ async function main(): Promise<void> {
     console.error(`bench problems:\n  ${problems.join('\n  ')}`);
     process.exitCode = 1;
   } else {
-    console.log(`bench: ${rows.length + (failure ? 1 : 0)} runs produced figures`);
+    console.log(`bench: ${rows.length + (failure ? 1 : 0) + (spike?.runs.length ?? 0)} runs produced figures`);
   }
 }
 

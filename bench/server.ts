@@ -8,7 +8,14 @@
  * Prints `ready <port>` once listening. `GET /__bench/stats` gives CPU time, RSS,
  * peak RSS and the limiter's counters; `GET /__bench/decisions` every decision
  * this process made (wall-clock ms, API key, status), for the accuracy figures.
+ *
+ * With BENCH_LOOP_DELAY=1 (the spike scenario) the process also measures its own
+ * event-loop delay (perf_hooks.monitorEventLoopDelay, 1 ms resolution), per
+ * wall-clock second: `GET /__bench/loop` gives per-second figures (with CPU ms and
+ * the limiter's lease and return calls in that second) and named windows
+ * registered beforehand with `GET /__bench/loop/window?name=..&from=<epoch ms>&to=<epoch ms>`.
  */
+import { type IntervalHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
 import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
 import { loadConfig } from '../src/config/config.js';
@@ -61,6 +68,58 @@ outer.get('/__bench/stats', (c) => {
     ...target.stats(),
   });
 });
+
+// Event-loop delay, opt-in so the other scenarios run exactly as before.
+const LOOP_RESOLUTION_MS = 1;
+type LoopFigures = { samples: number; p50Ms: number; p99Ms: number; maxMs: number; meanMs: number };
+/** The histogram holds intervals between timer ticks; the delay is what exceeds the resolution. */
+function loopFigures(h: IntervalHistogram): LoopFigures {
+  const ms = (ns: number) => (h.count === 0 ? 0 : Math.max(0, ns / 1e6 - LOOP_RESOLUTION_MS));
+  return { samples: h.count, p50Ms: ms(h.percentile(50)), p99Ms: ms(h.percentile(99)), maxMs: ms(h.max), meanMs: ms(h.mean) };
+}
+const loopSeconds: Array<LoopFigures & { t: number; cpuMs: number; leaseCalls?: number; returnCalls?: number }> = [];
+const loopWindows = new Map<string, { from: number; to: number; h: IntervalHistogram }>();
+if (process.env.BENCH_LOOP_DELAY === '1') {
+  const h = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
+  h.enable();
+  const counters = () => {
+    const st = target.stats();
+    return { cpu: process.cpuUsage(), leaseCalls: st.leaseCalls as number | undefined, returnCalls: st.returnCalls as number | undefined };
+  };
+  let last = counters();
+  // Snapshots at every whole wall-clock second; second t covers [t, t + 1) s since the epoch.
+  let boundary = Math.ceil(Date.now() / 1000) * 1000;
+  const tick = () => {
+    const now = Date.now();
+    const c = counters();
+    const cpuMs = (c.cpu.user + c.cpu.system - last.cpu.user - last.cpu.system) / 1000;
+    const delta = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? undefined : a - b);
+    loopSeconds.push({ t: boundary / 1000 - 1, ...loopFigures(h), cpuMs, leaseCalls: delta(c.leaseCalls, last.leaseCalls), returnCalls: delta(c.returnCalls, last.returnCalls) });
+    h.reset();
+    last = c;
+    boundary += 1000;
+    while (boundary <= now) boundary += 1000; // a tick held up past a boundary: its seconds are merged
+    setTimeout(tick, boundary - now).unref();
+  };
+  setTimeout(tick, boundary - Date.now()).unref();
+}
+outer.get('/__bench/loop/window', (c) => {
+  const name = c.req.query('name') ?? 'window';
+  const from = Number(c.req.query('from'));
+  const to = Number(c.req.query('to'));
+  const h = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
+  loopWindows.set(name, { from, to, h });
+  setTimeout(() => h.enable(), Math.max(0, from - Date.now())).unref();
+  setTimeout(() => h.disable(), Math.max(0, to - Date.now())).unref();
+  return c.json({ ok: true });
+});
+outer.get('/__bench/loop', (c) =>
+  c.json({
+    resolutionMs: LOOP_RESOLUTION_MS,
+    seconds: loopSeconds,
+    windows: Object.fromEntries([...loopWindows].map(([name, w]) => [name, { from: w.from, to: w.to, ...loopFigures(w.h) }])),
+  }),
+);
 outer.get('/__bench/decisions', (c) => c.json({ times, keys, statuses }));
 // Every system pays the same for this record: one timestamp and three pushes.
 // The time is the request's arrival, when an ideal limiter would decide.
