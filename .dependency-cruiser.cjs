@@ -9,8 +9,9 @@
  *   lease          the local tier                  -> core, algorithms, protocol, log
  *   store          Redis and memory adapters       -> core, algorithms, protocol
  *   resilience     breaker, health monitor         -> core, log
+ *   policy         document, rules, engine         -> core, log
  *   config         the environment                 -> core
- *   http           Hono app and middleware         -> core, log
+ *   http           Hono app and middleware         -> core, log, policy
  *   service, main, index: the composition root    -> anything
  */
 const layer = (name, allowed) => ({
@@ -31,8 +32,9 @@ module.exports = {
     layer('lease', ['core', 'algorithms', 'protocol', 'log']),
     layer('store', ['core', 'algorithms', 'protocol']),
     layer('resilience', ['core', 'log']),
+    layer('policy', ['core', 'log']),
     layer('config', ['core']),
-    layer('http', ['core', 'log']),
+    layer('http', ['core', 'log', 'policy']),
   ],
   options: {
     doNotFollow: { path: 'node_modules' },

@@ -12,10 +12,17 @@ import type { Hono } from 'hono';
 import type { Config } from './config/config.js';
 import { type HealthReport, createApp } from './http/app.js';
 import { createNodeServer } from './http/node-server.js';
+import { SERVED_METHODS } from './http/policy-handler.js';
 import type { RateLimitEnv } from './http/rate-limit-middleware.js';
 import { systemClock } from './core/clock.js';
 import type { BucketStore, Clock, FleetStore, Policy, StoreHealth } from './core/types.js';
 import { LeaseManager } from './lease/lease-manager.js';
+import { createClientIp } from './policy/client-ip.js';
+import { PolicyEngine } from './policy/engine.js';
+import { createJwtVerifier } from './policy/jwt.js';
+import { documentFromPolicy, loadPolicyFile } from './policy/load.js';
+import { ClientRegistry } from './policy/registry.js';
+import { type CompiledPolicies, compilePolicies } from './policy/rules.js';
 import { type Logger, throttled } from './log/logger.js';
 import { CircuitBreaker } from './resilience/circuit-breaker.js';
 import { HealthMonitor } from './resilience/health-monitor.js';
@@ -29,7 +36,11 @@ export type Service = {
   store: BucketStore & FleetStore & StoreHealth;
   breaker: CircuitBreaker;
   monitor: HealthMonitor | undefined;
+  /** The policy of the environment (the document's only one without POLICY_FILE). */
   policy: Policy;
+  engine: PolicyEngine;
+  /** The compiled document in force. */
+  policies(): CompiledPolicies;
   /** The node's state as last observed (no Redis call). */
   health(): HealthReport;
   /** Public /health answers 503 from now on. */
@@ -97,8 +108,22 @@ export function createService(config: Config, deps: { logger: Logger; clock?: Cl
     degradedMode: config.degradedMode,
     liveNodes: () => monitor?.liveNodes ?? 1,
     clientLabel: hashKey,
+    maxHoldMs: 2 * config.redisTimeoutMs + 200,
   });
   const policy: Policy = config.policy;
+  // A bad policy or clients file throws here: the process does not start with it.
+  const compiled = compilePolicies(config.policyFile ? loadPolicyFile(config.policyFile) : documentFromPolicy(policy));
+  const registry = config.clientsFile ? ClientRegistry.fromFile(config.clientsFile, hashKey) : undefined;
+  const jwt = createJwtVerifier({ secret: config.jwtSecret, jwksFile: config.jwksFile });
+  if (compiled.usesClaims && !jwt) logger.warn('the policy document uses JWT claims but neither JWT_SECRET nor JWKS_FILE is set: claim rules never match');
+  const engine = new PolicyEngine({
+    limiter: manager,
+    policies: () => compiled,
+    registry,
+    jwt,
+    clientIp: createClientIp({ trustedProxies: config.trustedProxies, ipv6Prefix: config.ipv6Prefix }),
+    servedMethods: SERVED_METHODS,
+  });
   let draining = false;
 
   const health = (): HealthReport => {
@@ -116,7 +141,7 @@ export function createService(config: Config, deps: { logger: Logger; clock?: Cl
       failOpenAllowed: manager.stats.failOpenAllowed,
     };
   };
-  const app = createApp({ limiter: manager, health, policy, logger });
+  const app = createApp({ engine, health, logger });
 
   return {
     app,
@@ -125,6 +150,8 @@ export function createService(config: Config, deps: { logger: Logger; clock?: Cl
     breaker,
     monitor,
     policy,
+    engine,
+    policies: () => compiled,
     health,
     startDraining() {
       draining = true;

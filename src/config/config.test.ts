@@ -30,6 +30,12 @@ describe('loadConfig', () => {
     ['LEASE_MAX_TOKENS', '7', (c) => c.leaseMaxTokens, 7],
     ['LEASE_COLD_TOKENS', '3', (c) => c.leaseColdTokens, 3],
     ['LOG_LEVEL', 'debug', (c) => c.logLevel, 'debug'],
+    ['POLICY_FILE', 'config/policies.json', (c) => c.policyFile, 'config/policies.json'],
+    ['CLIENTS_FILE', 'config/clients.json', (c) => c.clientsFile, 'config/clients.json'],
+    ['TRUSTED_PROXIES', '10.0.0.0/8, fd00::/8', (c) => c.trustedProxies, ['10.0.0.0/8', 'fd00::/8']],
+    ['IPV6_PREFIX', '56', (c) => c.ipv6Prefix, 56],
+    ['JWT_SECRET', 'a-jwt-secret-that-is-long-enough-123', (c) => c.jwtSecret, 'a-jwt-secret-that-is-long-enough-123'],
+    ['JWKS_FILE', 'config/jwks.json', (c) => c.jwksFile, 'config/jwks.json'],
   ];
 
   it('reads every variable it declares, each into its own field', () => {

@@ -63,6 +63,16 @@ const schema = z.object({
   LEASE_MAX_TOKENS: int(0, 1_000_000).default(20),
   LEASE_COLD_TOKENS: int(1, 1_000_000).default(1),
   LOG_LEVEL: z.enum(['error', 'warn', 'info', 'debug'], { error: 'one of error, warn, info, debug' }).default('info'),
+  POLICY_FILE: z.string().min(1).optional(),
+  CLIENTS_FILE: z.string().min(1).optional(),
+  TRUSTED_PROXIES: z
+    .string()
+    .trim()
+    .regex(/^[0-9A-Fa-f.:/]+(\s*,\s*[0-9A-Fa-f.:/]+)*$/, 'a comma-separated list of IP addresses or CIDR blocks, e.g. 10.0.0.0/8,fd00::/8')
+    .optional(),
+  IPV6_PREFIX: int(16, 128).default(64),
+  JWT_SECRET: z.string().min(32, 'a secret of at least 32 characters (HS256)').optional(),
+  JWKS_FILE: z.string().min(1).optional(),
 })
   // A lease must outlive the call that brings it, or its reply can only be dropped.
   .refine((c) => c.LEASE_TTL_MS >= 4 * c.REDIS_TIMEOUT_MS, {
@@ -75,7 +85,7 @@ const schema = z.object({
   });
 
 /** Variables whose values are never printed. */
-const SECRET_VARIABLES = new Set(['KEY_HASH_SECRET']);
+const SECRET_VARIABLES = new Set(['KEY_HASH_SECRET', 'JWT_SECRET']);
 
 /** A value fit for an error message: secrets hidden, credentials in URLs masked. */
 export function redact(name: string, value: string | undefined): string {
@@ -103,6 +113,12 @@ export type Config = Readonly<{
   leaseMaxTokens: number;
   leaseColdTokens: number;
   logLevel: 'error' | 'warn' | 'info' | 'debug';
+  policyFile: string | undefined;
+  clientsFile: string | undefined;
+  trustedProxies: string[];
+  ipv6Prefix: number;
+  jwtSecret: string | undefined;
+  jwksFile: string | undefined;
 }>;
 
 /** The environment variables this service reads. */
@@ -148,5 +164,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     leaseMaxTokens: c.LEASE_MAX_TOKENS,
     leaseColdTokens: c.LEASE_COLD_TOKENS,
     logLevel: c.LOG_LEVEL,
+    policyFile: c.POLICY_FILE,
+    clientsFile: c.CLIENTS_FILE,
+    trustedProxies: c.TRUSTED_PROXIES ? c.TRUSTED_PROXIES.split(',').map((x) => x.trim()) : [],
+    ipv6Prefix: c.IPV6_PREFIX,
+    jwtSecret: c.JWT_SECRET,
+    jwksFile: c.JWKS_FILE,
   });
 }

@@ -41,7 +41,18 @@ export type Decision = {
 
 /** Anything that decides requests; the lease manager is one. */
 export interface Limiter {
-  check(clientId: string, policy: Policy): Decision | Promise<Decision>;
+  /** Decides one request costing `cost` tokens (default 1). */
+  check(clientId: string, policy: Policy, cost?: number): Decision | Promise<Decision>;
+}
+
+/**
+ * A limiter that can check one request against several limits all or nothing:
+ * `acquire` reserves (an allowed decision holds the tokens), `settle` spends or
+ * releases them once every limit has answered.
+ */
+export interface MultiLimiter extends Limiter {
+  acquire(clientId: string, policy: Policy, cost: number): Decision | Promise<Decision>;
+  settle(clientId: string, policy: Policy, cost: number, commit: boolean): void;
 }
 
 /** What a node does for requests that need Redis while Redis cannot answer. */

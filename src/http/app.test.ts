@@ -1,7 +1,11 @@
 import { parseList } from 'structured-headers';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FakeClock } from '../core/clock.js';
-import { type Policy, StoreUnavailableError } from '../core/types.js';
+import { type MultiLimiter, type Policy, StoreUnavailableError } from '../core/types.js';
+import { PolicyEngine } from '../policy/engine.js';
+import { documentFromPolicy } from '../policy/load.js';
+import { compilePolicies } from '../policy/rules.js';
+import { SERVED_METHODS } from './policy-handler.js';
 import { LeaseManager } from '../lease/lease-manager.js';
 import { silentLogger } from '../log/logger.js';
 import { MemoryStore } from '../store/memory-store.js';
@@ -24,11 +28,17 @@ function makeManager(clock = new FakeClock()) {
   return manager;
 }
 
+/** The engine the service builds without POLICY_FILE: one rule limiting /resource by API key. */
+function engineFor(limiter: MultiLimiter) {
+  const compiled = compilePolicies(documentFromPolicy(policy));
+  return new PolicyEngine({ limiter, policies: () => compiled, clientIp: () => undefined, servedMethods: SERVED_METHODS });
+}
+
 function makeApp() {
   const clock = new FakeClock();
   const manager = makeManager(clock);
   const health = () => ({ status: 'ok' as const, mode: 'local-only' as const, redis: 'not used' as const });
-  return { clock, app: createApp({ limiter: manager, health, policy, logger: silentLogger() }) };
+  return { clock, app: createApp({ engine: engineFor(manager), health, logger: silentLogger() }) };
 }
 const get = (app: ReturnType<typeof makeApp>['app'], key?: string) =>
   app.request('/resource', { headers: key === undefined ? {} : { 'X-API-Key': key } });
@@ -95,7 +105,7 @@ describe('GET /resource', () => {
   it('503 JSON with Retry-After when the global store fails', async () => {
     const failing = { check: () => Promise.reject(new StoreUnavailableError('redis down')) };
     const health = () => ({ status: 'ok' as const, mode: 'degraded' as const, redis: 'down' as const });
-    const app = createApp({ limiter: failing, health, policy, logger: silentLogger() });
+    const app = createApp({ engine: engineFor(failing as unknown as MultiLimiter), health, logger: silentLogger() });
     const res = await get(app, 'erin');
     expect(res.status).toBe(503);
     expect(res.headers.get('Retry-After')).toBe('1');

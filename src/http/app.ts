@@ -1,16 +1,16 @@
 /**
  * @module http/app
  *
- * The service's HTTP surface: `GET /resource` behind the limiter, `GET /health`
- * never limited. A method other than GET or HEAD on `/resource` answers 405 with
- * `Allow` before anything is counted. Unknown routes and unexpected errors answer
- * JSON, never HTML.
+ * The service's HTTP surface: `GET /health` (never limited, the balancer's
+ * signal), and every other request through the policy engine
+ * (`policy-handler.ts`): limited when a rule matches, 404 when none does.
+ * Unexpected errors answer JSON, never HTML.
  */
 import { Hono } from 'hono';
-import type { Policy } from '../core/types.js';
 import type { Logger } from '../log/logger.js';
-import type { Limiter, RateLimitEnv } from './rate-limit-middleware.js';
-import { createMiddleware } from './rate-limit-middleware.js';
+import type { PolicyEngine } from '../policy/engine.js';
+import { createPolicyHandler } from './policy-handler.js';
+import type { RateLimitEnv } from './rate-limit-middleware.js';
 
 /** What GET /health reports. */
 export type HealthReport = {
@@ -23,14 +23,11 @@ export type HealthReport = {
 };
 
 export type AppDeps = {
-  limiter: Limiter;
+  engine: PolicyEngine;
   /** The node's state as last observed: answered from memory, never a Redis call per request. */
   health: () => HealthReport;
-  policy: Policy;
   logger: Logger;
 };
-
-const LIMITED_METHODS = ['GET', 'HEAD'];
 
 export function createApp(deps: AppDeps): Hono<RateLimitEnv> {
   const app = new Hono<RateLimitEnv>();
@@ -40,13 +37,7 @@ export function createApp(deps: AppDeps): Hono<RateLimitEnv> {
     return c.json(report, report.status === 'draining' ? 503 : 200);
   });
 
-  app.on(LIMITED_METHODS, '/resource', createMiddleware({ limiter: deps.limiter, policy: deps.policy }), (c) =>
-    c.json({ ok: true, rate_limit: c.get('rateLimit') }),
-  );
-  app.all('/resource', (c) => {
-    c.header('Allow', LIMITED_METHODS.join(', '));
-    return c.json({ detail: 'Method Not Allowed' }, 405);
-  });
+  app.all('*', createPolicyHandler(deps.engine));
 
   app.notFound((c) => c.json({ detail: 'Not Found' }, 404));
   app.onError((err, c) => {

@@ -60,3 +60,24 @@ export function rateLimitHeader(d: Decision): string {
 export function retryAfterSeconds(d: Decision): number {
   return Math.max(1, Math.ceil(d.retryAfterMs / 1000));
 }
+
+const policyLists = new WeakMap<readonly Policy[], string>();
+
+/** `RateLimit-Policy` for several limits: each limit's item, comma-separated (cached per list). */
+export function rateLimitPolicyList(policies: readonly Policy[]): string {
+  let h = policyLists.get(policies);
+  if (h === undefined) {
+    h = policies.map(rateLimitPolicyHeader).join(', ');
+    policyLists.set(policies, h);
+  }
+  return h;
+}
+
+/** The most constraining decision: the lowest `r`; on a tie, the longest `t`. */
+export function mostConstraining(ds: readonly Decision[]): Decision {
+  let best = ds[0] as Decision;
+  for (const d of ds) {
+    if (d.remaining < best.remaining || (d.remaining === best.remaining && d.resetMs > best.resetMs)) best = d;
+  }
+  return best;
+}

@@ -14,7 +14,8 @@ import type { TokenBucket } from '../algorithms/token-bucket.js';
 import type { Decision, Policy } from '../core/types.js';
 import type { Lease } from './lease.js';
 
-export type Waiter = { resolve: (d: Decision) => void; reject: (e: Error) => void };
+/** A request waiting on a store call: `cost` tokens, reserved (`hold`) or spent at once. */
+export type Waiter = { cost: number; hold: boolean; resolve: (d: Decision) => void; reject: (e: Error) => void };
 
 export class KeyState {
   lease: Lease | undefined;
@@ -45,8 +46,8 @@ export class KeyState {
     this.globalRemaining = policy.capacity;
   }
 
-  /** Held tokens this node may spend now. */
-  spendable(nowMs: number): boolean {
-    return this.lease !== undefined && this.lease.tokens >= 1 && nowMs < this.lease.expiresAt;
+  /** Whether `cost` held tokens may be taken now and used until `nowMs + marginMs`. */
+  spendable(nowMs: number, cost: number, marginMs = 0): boolean {
+    return this.lease !== undefined && this.lease.tokens >= cost && nowMs + marginMs < this.lease.expiresAt;
   }
 }

@@ -61,6 +61,11 @@ export class KeyTable<V> {
     return seen;
   }
 
+  /** The key's state without touching the LRU order; undefined when not held. */
+  peek(id: string): V | undefined {
+    return this.#main.peek(id) ?? this.#probation.peek(id);
+  }
+
   /** Adds a first-seen key's state to probation; false (nothing added) when new keys must be shed now. */
   add(id: string, value: V, nowMs: number): boolean {
     if (!this.#takeNew(nowMs)) return false;

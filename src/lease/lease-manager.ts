@@ -41,7 +41,7 @@ import { type Logger, throttled } from '../log/logger.js';
 import { degradedDecision } from './degraded.js';
 import { KeyState, type Waiter } from './key-state.js';
 import { KeyTable } from './key-table.js';
-import { applyReply, leaseReport } from './lease.js';
+import { applyReply, leaseReport, recordSpend } from './lease.js';
 import { type SizingOptions, extraTokens, lowWater, nextInterval } from './lease-sizing.js';
 import { ReturnScheduler } from './return-scheduler.js';
 
@@ -79,6 +79,8 @@ export type LeaseManagerOptions = {
   liveNodes?: () => number;
   /** How a client id is named in logs (a keyed hash); never the raw id. Default: not named. */
   clientLabel?: (clientId: string) => string;
+  /** Longest a request may hold reserved tokens (two store deadlines and a margin); a lease closer to expiry is not reserved from. Default 1000. */
+  maxHoldMs?: number;
 };
 
 /** Counters for tests, health and benchmarks. */
@@ -135,6 +137,7 @@ export class LeaseManager {
   readonly #degradedMode: DegradedMode;
   readonly #liveNodes: () => number;
   readonly #label: (clientId: string) => string | undefined;
+  readonly #maxHoldMs: number;
 
   constructor(options: LeaseManagerOptions) {
     this.#breaker = options.breaker;
@@ -145,6 +148,7 @@ export class LeaseManager {
     this.#clock = options.clock;
     this.#log = options.logger;
     this.#ttlMs = options.leaseTtlMs;
+    this.#maxHoldMs = options.maxHoldMs ?? 1000;
     this.#sizing = {
       maxAhead: options.maxLeaseTokens,
       coverMs: options.leaseCoverMs ?? options.leaseTtlMs * 0.8,
@@ -183,13 +187,40 @@ export class LeaseManager {
   }
 
   /**
-   * Decides one request of `clientId` under `policy`. Synchronous when the node
-   * holds a token or knows the key is denied; a promise when it must ask the store,
-   * which settles within two store deadlines (the call in flight, then its own).
-   * In `closed` degraded mode the promise rejects with `StoreUnavailableError`;
-   * this method never throws.
+   * Decides one request of `clientId` under `policy`, spending `cost` tokens.
+   * Synchronous when the node holds the tokens or knows the key is denied; a
+   * promise when it must ask the store, which settles within two store deadlines
+   * (the call in flight, then its own). In `closed` degraded mode the promise
+   * rejects with `StoreUnavailableError`; this method never throws.
    */
-  check(clientId: string, policy: Policy): Decision | Promise<Decision> {
+  check(clientId: string, policy: Policy, cost = 1): Decision | Promise<Decision> {
+    return this.#decide(clientId, policy, cost, false);
+  }
+
+  /**
+   * Like `check`, but an allowed decision only reserves the tokens: the caller
+   * must `settle` them, spent (`commit`) or not (`release`), once it knows the
+   * request's other limits. Reserved tokens are held by nobody else meanwhile.
+   * Decisions made in degraded mode are spent at once and cannot be released.
+   */
+  acquire(clientId: string, policy: Policy, cost: number): Decision | Promise<Decision> {
+    return this.#decide(clientId, policy, cost, true);
+  }
+
+  /** Settles tokens `acquire` reserved: spent when `commit`, back to the lease otherwise. */
+  settle(clientId: string, policy: Policy, cost: number, commit: boolean): void {
+    const k = this.#keys.peek(stateId(policy.name, clientId));
+    const lease = k?.lease;
+    // The lease the tokens came from is gone (expired, not kept by the store, evicted):
+    // the store counts them until their generation expires, which is what a spend costs.
+    if (!k || !lease || lease.reserved < cost) return;
+    lease.reserved -= cost;
+    if (commit) recordSpend(lease, this.#clock.nowMs(), cost);
+    else lease.tokens += cost;
+    if (k.evicted || this.#closed) this.#returns.queue(k);
+  }
+
+  #decide(clientId: string, policy: Policy, cost: number, hold: boolean): Decision | Promise<Decision> {
     const now = this.#clock.nowMs();
     this.stats.decisions++;
     const id = stateId(policy.name, clientId);
@@ -203,9 +234,9 @@ export class LeaseManager {
     k.intervalMs = nextInterval(k.intervalMs, k.lastArrival, now);
     k.lastArrival = now;
 
-    if (k.spendable(now)) {
+    if (k.spendable(now, cost, hold ? this.#maxHoldMs : 0)) {
       this.stats.localDecisions++;
-      const d = this.#spend(k, now);
+      const d = this.#spend(k, now, cost, hold);
       if (!k.inflight && k.deniedUntil <= now && !this.#breaker?.isOpen && (k.lease?.tokens ?? 0) < lowWater(k.intervalMs, k.lastGrant, this.#sizing)) {
         this.#lease(k, now);
       }
@@ -223,7 +254,7 @@ export class LeaseManager {
       }
     }
     return new Promise<Decision>((resolve, reject) => {
-      k.waiters.push({ resolve, reject });
+      k.waiters.push({ cost, hold, resolve, reject });
       if (!k.inflight) this.#lease(k, now);
     });
   }
@@ -265,10 +296,11 @@ export class LeaseManager {
     void call.finally(() => this.#pending.delete(call));
   }
 
-  #spend(k: KeyState, now: number): Decision {
+  #spend(k: KeyState, now: number, cost: number, hold: boolean): Decision {
     const lease = k.lease as NonNullable<KeyState['lease']>;
-    lease.tokens--;
-    lease.spendTimes.push(now);
+    lease.tokens -= cost;
+    if (hold) lease.reserved += cost;
+    else recordSpend(lease, now, cost);
     const p = k.policy;
     const remaining = this.#remaining(k, now);
     return {
@@ -301,14 +333,18 @@ export class LeaseManager {
   }
 
   #lease(k: KeyState, now: number): void {
-    const need = k.waiters.length;
+    let need = 0;
+    for (const w of k.waiters) need += w.cost;
     if (this.#closed) {
       for (const w of k.waiters.splice(0)) w.reject(new StoreUnavailableError('rate limiter is shut down'));
       return;
     }
     const report = k.lease ? leaseReport(k.lease, now, true) : undefined;
     // The spends are handed over: the next report starts empty.
-    if (k.lease) k.lease.spendTimes = [];
+    if (k.lease) {
+      k.lease.spendTimes = [];
+      k.lease.spendCounts = [];
+    }
     const unusedAtSend = report?.keep ? report.unused : 0;
     // A lease that could not be kept (expired here) is given back by this report.
     if (report && !report.keep) k.lease = undefined;
@@ -355,8 +391,13 @@ export class LeaseManager {
     }
     this.#breaker?.success();
 
-    while (k.waiters.length > 0 && k.spendable(now)) {
-      (k.waiters.shift() as Waiter).resolve(this.#spend(k, now));
+    // In arrival order: a request that does not fit waits for the next call, and so do
+    // those behind it.
+    while (k.waiters.length > 0) {
+      const w = k.waiters[0] as Waiter;
+      if (!k.spendable(now, w.cost, w.hold ? this.#maxHoldMs : 0)) break;
+      k.waiters.shift();
+      w.resolve(this.#spend(k, now, w.cost, w.hold));
     }
     // The global bucket has no whole token left: once the held ones are spent, deny here
     // until one is back, without asking.
@@ -413,6 +454,7 @@ export class LeaseManager {
   /** Gives the key's unused tokens back to the global bucket; failures are dropped and counted. */
   #giveBack(k: KeyState, now: number): Promise<void> | undefined {
     // A call in flight reports this lease itself; its reply or failure queues the return again.
+    // Reserved tokens stay counted in the store (the report leaves them out).
     if (k.inflight || !k.lease || k.lease.tokens < 1) return undefined;
     const report = leaseReport(k.lease, now, false);
     k.lease = undefined;

@@ -16,23 +16,36 @@ export type Lease = {
   tokens: number;
   /** Local (monotonic) time after which it may not be spent: one TTL after its request was sent. */
   readonly expiresAt: number;
-  /** When each spent token was spent, since the last report. */
+  /** Tokens taken for requests that have not committed yet (a request checked against several limits). */
+  reserved: number;
+  /** When tokens were spent since the last report, and how many each time. */
   spendTimes: number[];
+  spendCounts: number[];
 };
 
 /**
  * What the next call says about `lease`: its spends (dated groups) and whether it
- * keeps the unused tokens. A lease that has expired here cannot be kept: its
- * unused tokens are given back rather than left counted as leased.
+ * keeps the unused tokens. Reserved tokens count as unused when the lease is kept:
+ * they are still held.
+ * A lease that has expired here cannot be kept: its unused tokens are given back
+ * rather than left counted as leased.
  */
 export function leaseReport(lease: Lease, nowMs: number, keep: boolean): LeaseReport {
   return {
     grantedAtMs: lease.grantedAtMs,
     registered: lease.registered,
-    unused: lease.tokens,
-    spends: spendGroups(lease.spendTimes, nowMs),
+    // Given back, reserved tokens stay counted (their request may still spend them): the
+    // store frees them when the lease's generation expires.
+    unused: keep ? lease.tokens + lease.reserved : lease.tokens,
+    spends: spendGroups(lease.spendTimes, nowMs, lease.spendCounts),
     keep: keep && nowMs < lease.expiresAt,
   };
+}
+
+/** Records `cost` tokens spent at `nowMs` (already taken from `tokens` or `reserved`). */
+export function recordSpend(lease: Lease, nowMs: number, cost: number): void {
+  lease.spendTimes.push(nowMs);
+  lease.spendCounts.push(cost);
 }
 
 /**
@@ -42,7 +55,7 @@ export function leaseReport(lease: Lease, nowMs: number, keep: boolean): LeaseRe
  *
  * @example
  * applyReply(undefined, { granted: 5, kept: false, grantedAtMs: 1000, remaining: 35, retryAfterMs: 0 }, 0, 0, 30_000)
- * // { grantedAtMs: 1000, registered: 5, tokens: 5, expiresAt: 29_999, spendTimes: [] }
+ * // { grantedAtMs: 1000, registered: 5, tokens: 5, reserved: 0, expiresAt: 29_999, spendTimes: [], spendCounts: [] }
  */
 export function applyReply(held: Lease | undefined, reply: LeaseReply, sentAtMs: number, unusedAtSend: number, ttlMs: number): Lease | undefined {
   // One ms short of the store's deadline: Redis TIME is whole ms, performance.now() is not.
@@ -52,9 +65,17 @@ export function applyReply(held: Lease | undefined, reply: LeaseReply, sentAtMs:
     // was out belong to it and go in the next report.
     const registered = unusedAtSend + reply.granted;
     if (registered <= 0) return undefined;
-    return { grantedAtMs: reply.grantedAtMs, registered, tokens: held.tokens + reply.granted, expiresAt, spendTimes: held.spendTimes };
+    return {
+      grantedAtMs: reply.grantedAtMs,
+      registered,
+      tokens: held.tokens + reply.granted,
+      reserved: held.reserved,
+      expiresAt,
+      spendTimes: held.spendTimes,
+      spendCounts: held.spendCounts,
+    };
   }
   // The old lease is dead in the store: what was spent from it in flight is not ours to report.
   if (reply.granted <= 0) return undefined;
-  return { grantedAtMs: reply.grantedAtMs, registered: reply.granted, tokens: reply.granted, expiresAt, spendTimes: [] };
+  return { grantedAtMs: reply.grantedAtMs, registered: reply.granted, tokens: reply.granted, reserved: 0, expiresAt, spendTimes: [], spendCounts: [] };
 }

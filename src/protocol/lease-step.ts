@@ -77,9 +77,10 @@ export const MAX_SPEND_GROUPS = 16;
 
 /**
  * Groups spend times (ascending) into at most MAX_SPEND_GROUPS runs of about
- * equal size, each dated by its latest spend, as [age at `nowMs`, count] pairs.
+ * equal size, each dated by its latest spend, as [age at `nowMs`, permits] pairs.
+ * `counts[i]` is how many permits were spent at `times[i]` (1 when omitted).
  */
-export function spendGroups(times: readonly number[], nowMs: number): [number, number][] {
+export function spendGroups(times: readonly number[], nowMs: number, counts?: readonly number[]): [number, number][] {
   const n = times.length;
   if (n === 0) return [];
   const groups = Math.min(MAX_SPEND_GROUPS, n);
@@ -87,9 +88,16 @@ export function spendGroups(times: readonly number[], nowMs: number): [number, n
   let start = 0;
   for (let g = 1; g <= groups; g++) {
     const end = Math.floor((g * n) / groups);
-    // Ages round down: a spend is dated no earlier than it happened (up to the store clock's
-    // whole-ms truncation, worth refill × 1 ms, a hundredth of a token at 10/s).
-    if (end > start) out.push([Math.max(0, Math.floor(nowMs - (times[end - 1] as number))), end - start]);
+    if (end > start) {
+      let permits = end - start;
+      if (counts) {
+        permits = 0;
+        for (let i = start; i < end; i++) permits += counts[i] as number;
+      }
+      // Ages round down: a spend is dated no earlier than it happened (up to the store clock's
+      // whole-ms truncation, worth refill × 1 ms, a hundredth of a token at 10/s).
+      out.push([Math.max(0, Math.floor(nowMs - (times[end - 1] as number))), permits]);
+    }
     start = end;
   }
   return out;

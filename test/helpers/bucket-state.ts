@@ -21,9 +21,12 @@ export function decodeBucket(raw: Buffer): BucketState<TokenBucketState> {
   };
 }
 
-/** The stored bucket of `clientId` under `policy` (unkeyed hash, as nodes without KEY_HASH_SECRET name it), or undefined. */
-export async function readBucket(redis: Redis, clientId: string, policy: Policy = DEFAULT_POLICY, prefix = 'rl:'): Promise<BucketState<TokenBucketState> | undefined> {
-  const raw = await redis.getBuffer(bucketKeyName(prefix, clientId, policy, createKeyHasher()));
+/**
+ * The stored bucket of the API key `apiKey` under `policy` (unkeyed hash, as nodes without
+ * KEY_HASH_SECRET name it; the policy engine keys API keys as `k:<key>`), or undefined.
+ */
+export async function readBucket(redis: Redis, apiKey: string, policy: Policy = DEFAULT_POLICY, prefix = 'rl:'): Promise<BucketState<TokenBucketState> | undefined> {
+  const raw = await redis.getBuffer(bucketKeyName(prefix, `k:${apiKey}`, policy, createKeyHasher()));
   return raw ? decodeBucket(raw) : undefined;
 }
 

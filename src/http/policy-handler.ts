@@ -1,0 +1,113 @@
+/**
+ * @module http/policy-handler
+ *
+ * The service's limited routes: every request but the service's own endpoints
+ * goes through the policy engine, and the outcome becomes the response:
+ * - 200 with the rate-limit headers of every limit of the rule (`RateLimit-Policy`
+ *   and `RateLimit` list them all; the legacy `X-RateLimit-*` and the body's
+ *   `rate_limit` follow the most constraining one) and the built-in JSON answer;
+ * - 429 with the same headers, `Retry-After`, and `{ detail, retry_after_ms, policy }`
+ *   naming the limit that denied;
+ * - 404 when no rule matches, 405 with `Allow` for a method the service does not
+ *   answer, 400/401/403 for a bad or missing identity or a listed client, 503 when
+ *   the store cannot answer in `closed` mode. Always JSON; nothing a client sends
+ *   produces a 500.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Context } from 'hono';
+import { type Decision, StoreUnavailableError } from '../core/types.js';
+import type { Outcome, PolicyEngine, RequestInput } from '../policy/engine.js';
+import { mostConstraining, rateLimitHeader, rateLimitPolicyList, resetSeconds, retryAfterSeconds } from './rate-limit-headers.js';
+import type { RateLimitEnv } from './rate-limit-middleware.js';
+
+type NodeBindings = { incoming?: IncomingMessage; outgoing?: ServerResponse };
+
+export const SERVED_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD']);
+const ALLOW = [...SERVED_METHODS].join(', ');
+
+/** The request as the engine reads it: from Node's parsed headers when on @hono/node-server (no fetch Headers built). */
+function requestInput(c: Context): RequestInput {
+  const incoming = (c.env as NodeBindings | undefined)?.incoming;
+  if (incoming) {
+    const h = incoming.headers;
+    return {
+      method: c.req.method,
+      path: c.req.path,
+      header: (n) => {
+        const v = h[n];
+        return Array.isArray(v) ? v.join(', ') : v;
+      },
+      headerCount: (n) => {
+        const v = h[n];
+        // Node joins repeated headers with ", ": only then can the raw headers tell.
+        if (v === undefined || (typeof v === 'string' && !v.includes(','))) return v === undefined ? 0 : 1;
+        let seen = 0;
+        const raw = incoming.rawHeaders;
+        for (let i = 0; i < raw.length; i += 2) if ((raw[i] as string).toLowerCase() === n) seen++;
+        return seen;
+      },
+      peer: { remoteAddress: incoming.socket?.remoteAddress, forwardedFor: h['x-forwarded-for'] as string | undefined },
+    };
+  }
+  return {
+    method: c.req.method,
+    path: c.req.path,
+    header: (n) => c.req.header(n),
+    headerCount: (n) => (c.req.header(n) === undefined ? 0 : 1),
+    peer: { remoteAddress: undefined, forwardedFor: c.req.header('x-forwarded-for') },
+  };
+}
+
+function limitHeaders(o: { rule: { limits: readonly import('../core/types.js').Policy[] }; decisions: Decision[] }, top: Decision): Record<string, string> {
+  return {
+    'RateLimit-Policy': rateLimitPolicyList(o.rule.limits),
+    RateLimit: o.decisions.map(rateLimitHeader).join(', '),
+    'X-RateLimit-Limit': String(top.limit),
+    'X-RateLimit-Remaining': String(top.remaining),
+    'X-RateLimit-Reset': String(resetSeconds(top)),
+  };
+}
+
+const json = (status: number, body: unknown, headers: Record<string, string> = {}) =>
+  new Response(JSON.stringify(body), { status, headers: { ...headers, 'Content-Type': 'application/json' } });
+
+export function createPolicyHandler(engine: PolicyEngine) {
+  return async function limitedRoute(c: Context<RateLimitEnv>): Promise<Response> {
+    let outcome: Outcome;
+    try {
+      const r = engine.decide(requestInput(c));
+      outcome = r instanceof Promise ? await r : r;
+    } catch (err) {
+      if (err instanceof StoreUnavailableError) return json(503, { detail: 'Rate limiter unavailable' }, { 'Retry-After': '1' });
+      throw err;
+    }
+    switch (outcome.kind) {
+      case 'no-rule':
+        return json(404, { detail: 'Not Found' });
+      case 'method-not-allowed':
+        return json(405, { detail: 'Method Not Allowed' }, { Allow: ALLOW });
+      case 'refused':
+        return json(outcome.status, { detail: outcome.detail });
+      case 'allow-listed':
+        return c.json({ ok: true });
+      case 'denied': {
+        const top = mostConstraining(outcome.decisions);
+        const denied = outcome.denied;
+        const retryMs = Math.max(...outcome.decisions.filter((d) => !d.allowed).map((d) => d.retryAfterMs));
+        const headers = { ...limitHeaders(outcome, top), 'Retry-After': String(retryAfterSeconds({ ...denied, retryAfterMs: retryMs })) };
+        const detail = denied.shed ? 'Too many new clients: retry shortly' : 'Too Many Requests';
+        return json(429, { detail, retry_after_ms: retryMs, policy: denied.policy.name }, headers);
+      }
+      case 'allowed': {
+        const top = mostConstraining(outcome.decisions);
+        const headers = limitHeaders(outcome, top);
+        const outgoing = (c.env as NodeBindings | undefined)?.outgoing;
+        if (outgoing && !outgoing.headersSent) for (const name in headers) outgoing.setHeader(name, headers[name] as string);
+        else for (const name in headers) c.header(name, headers[name]);
+        const rateLimit = { policy: top.policy.name, limit: top.limit, remaining: top.remaining, reset: resetSeconds(top) };
+        c.set('rateLimit', rateLimit);
+        return c.json({ ok: true, rate_limit: rateLimit });
+      }
+    }
+  };
+}

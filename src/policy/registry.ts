@@ -1,0 +1,74 @@
+/**
+ * @module policy/registry
+ *
+ * The client registry: each API key's tier and allow/deny flags, stored only
+ * under the keyed hash of the key (`KEY_HASH_SECRET`), never the key itself.
+ * Read at start from `CLIENTS_FILE` (raw keys hashed on load, never echoed, not
+ * even in validation errors); the admin API will write it. Lookups are cached
+ * per key in a bounded LRU, so the HMAC is not paid per request.
+ */
+import { readFileSync } from 'node:fs';
+import { LRUMap } from 'mnemonist';
+import { z } from 'zod';
+import { formatPath } from './document.js';
+
+export type ClientRecord = { tier: string; allow: boolean; deny: boolean };
+
+const clientsFile = z
+  .object({
+    clients: z.array(
+      z
+        .object({
+          apiKey: z.string().min(1).max(256),
+          tier: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'a tier name'),
+          allow: z.boolean().default(false),
+          deny: z.boolean().default(false),
+        })
+        .strict(),
+    ),
+  })
+  .strict();
+
+export class ClientRegistry {
+  readonly #byHash = new Map<string, ClientRecord>();
+  readonly #cache = new LRUMap<string, ClientRecord | null>(100_000);
+
+  constructor(readonly hash: (apiKey: string) => string) {}
+
+  get size(): number {
+    return this.#byHash.size;
+  }
+
+  /** The record of `apiKey`, or undefined for a key the registry does not know. */
+  lookup(apiKey: string): ClientRecord | undefined {
+    const cached = this.#cache.get(apiKey);
+    if (cached !== undefined) return cached ?? undefined;
+    const record = this.#byHash.get(this.hash(apiKey));
+    this.#cache.set(apiKey, record ?? null);
+    return record;
+  }
+
+  set(apiKey: string, record: ClientRecord): void {
+    this.#byHash.set(this.hash(apiKey), record);
+    // A changed record must be seen at once; changes are rare (admin writes).
+    this.#cache.clear();
+  }
+
+  /** Loads `CLIENTS_FILE`. Throws an Error naming the bad field's path (never a key). */
+  static fromFile(path: string, hash: (apiKey: string) => string): ClientRegistry {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(readFileSync(path, 'utf8'));
+    } catch (err) {
+      throw new Error(`CLIENTS_FILE ${path}: ${(err as Error).message.replace(/"[^"]*"/g, '"…"')}`);
+    }
+    const r = clientsFile.safeParse(raw);
+    if (!r.success) {
+      const lines = r.error.issues.map((i) => `${formatPath(i.path)}: ${i.message.replace(/"[^"]*"/g, '"…"')}`);
+      throw new Error(`CLIENTS_FILE ${path} is invalid:\n  ${lines.join('\n  ')}`);
+    }
+    const registry = new ClientRegistry(hash);
+    for (const c of r.data.clients) registry.#byHash.set(hash(c.apiKey), { tier: c.tier, allow: c.allow, deny: c.deny });
+    return registry;
+  }
+}
