@@ -52,7 +52,7 @@ local cap = alg_capacity()
 
 local s, updated, cur, prev
 local raw = redis.call('GET', KEYS[1])
-if raw and string.len(raw) >= 34 and string.byte(raw, 1) == VERSION and string.byte(raw, 2) == ALG_TAG then
+if raw and string.len(raw) >= 42 and string.byte(raw, 1) == VERSION and string.byte(raw, 2) == ALG_TAG then
   local _v, _a, u, cs, cl, cd, ps, pl, pd, pos = struct.unpack(HEADER, raw)
   updated = u
   cur = { start = u - cs, leased = cl, deadline = u + cd }
@@ -111,6 +111,13 @@ end
 expireUpTo(now)
 advance(now)
 
+-- Roll, before this step's grant: `cur` is a TTL old and `prev` holds nothing; the new
+-- `cur` starts a ms later.
+if prev.leased == 0 and now >= cur.start + leaseTtl then
+  prev = cur
+  cur = { start = now + 1, leased = 0, deadline = 0 }
+end
+
 local kept = 0
 local keptUnused = 0
 if gen and gen.leased > 0 then
@@ -145,12 +152,6 @@ if granted > 0 or kept == 1 then
 end
 -- The lease's name: a time within its generation.
 local grantedAt = math.max(now, cur.start)
--- Roll: `cur` is a TTL old and `prev` holds nothing; the new `cur` starts a ms later.
-if prev.leased == 0 and now >= cur.start + leaseTtl then
-  prev = cur
-  cur = { start = now + 1, leased = 0, deadline = 0 }
-  grantedAt = now
-end
 
 local function lastDeadline()
   local d = 0

@@ -125,6 +125,7 @@ export function createService(config: Config, deps: { logger: Logger; clock?: Cl
     servedMethods: SERVED_METHODS,
   });
   let draining = false;
+  let closing: Promise<void> | undefined;
 
   const health = (): HealthReport => {
     const status = draining ? 'draining' : 'ok';
@@ -163,10 +164,14 @@ export function createService(config: Config, deps: { logger: Logger; clock?: Cl
       }
       await monitor?.start();
     },
-    async close() {
-      await monitor?.stop();
-      await manager.close();
-      await store.close();
+    close() {
+      // Idempotent: a second caller waits for the same shutdown instead of closing Redis under it.
+      closing ??= (async () => {
+        await monitor?.stop();
+        await manager.close();
+        await store.close();
+      })();
+      return closing;
     },
   };
 }

@@ -14,7 +14,7 @@
  */
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import type { Socket } from 'node:net';
-import { getRequestListener } from '@hono/node-server';
+import { RequestError, getRequestListener } from '@hono/node-server';
 
 type Fetch = (request: Request, env: { incoming: IncomingMessage; outgoing: ServerResponse }) => Response | Promise<Response>;
 
@@ -49,14 +49,20 @@ export function createNodeServer(fetch: Fetch): NodeServer {
       return fetch(request, bindings);
     },
     {
-      // The adapter calls this when it cannot build a Request (an invalid URL or Host).
-      errorHandler: () => new Response(json('Bad Request: invalid request target or Host'), { status: 400, headers: { 'Content-Type': 'application/json' } }),
+      // The adapter calls this when it cannot build a Request (an invalid URL or Host: a
+      // RequestError), and when the app's own promise rejects (a bug: 500).
+      errorHandler: (err) =>
+        err instanceof RequestError
+          ? new Response(json('Bad Request: invalid request target or Host'), { status: 400, headers: { 'Content-Type': 'application/json' } })
+          : new Response(json('Internal Server Error'), { status: 500, headers: { 'Content-Type': 'application/json' } }),
     },
   );
   // No Host: the adapter refuses it with the JSON 400 above, rather than Node with a bare one.
   const server = createServer({ requireHostHeader: false }, listener);
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-    if (err.code === 'ECONNRESET' || !socket.writable) {
+    // Like Node's own handler: no raw answer on a socket whose current response has begun.
+    const current = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+    if (err.code === 'ECONNRESET' || !socket.writable || current?.headersSent) {
       socket.destroy();
       return;
     }

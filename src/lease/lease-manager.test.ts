@@ -483,3 +483,42 @@ describe('LeaseManager hardening (regressions)', () => {
     expect(later.every((d) => d.allowed)).toBe(true);
   });
 });
+
+describe('LeaseManager review findings', () => {
+  it('reports the spends of a lease spent down to zero when it expires, so other nodes get the refill', async () => {
+    const clock = new FakeClock();
+    const store = new SpyStore(new MemoryStore({ clock, sweepIntervalMs: 0 }));
+    const a = setup({ leaseTtlMs: 10_000 }, { clock, store }).manager;
+    const b = setup({ leaseTtlMs: 10_000 }, { clock, store }).manager;
+    const slow: Policy = { name: 'slow', algorithm: 'token_bucket', capacity: 40, refillPerSec: 1 };
+    expect(allowed(await burst(a, 20, 'k', slow))).toBe(20); // A's lease of 20 spent to 0, then A idles
+    clock.advance(9500);
+    a.sweep();
+    await a.flushReturns();
+    expect(store.calls.at(-1)?.report).toMatchObject({ unused: 0, keep: false });
+    // B gets what the bucket really has: 20 left + 9.5 s of refill, not held back by A's unreported 20.
+    expect(allowed(await burst(b, 40, 'k', slow))).toBeGreaterThanOrEqual(29);
+  });
+
+  it('answers a request even when the store throws synchronously, and keeps answering', async () => {
+    const throwing = {
+      mode: 'local-only' as const,
+      lease: () => {
+        throw new TypeError('a bug in a custom store');
+      },
+    };
+    const { manager } = setup({ store: throwing as never, degradedMode: 'local' });
+    for (let i = 0; i < 3; i++) expect((await manager.check('k', policy)).allowed).toBe(true); // degraded, never stuck
+    expect(manager.stats.storeFailures).toBe(3);
+  });
+
+  it('close() twice waits for one shutdown', async () => {
+    const { clock, store, manager } = setup({ leaseTtlMs: 10_000, coldLeaseTokens: 5 });
+    await manager.check('k', policy);
+    clock.advance(1);
+    const [x, y] = [manager.close(), manager.close()];
+    expect(x).toBe(y);
+    await x;
+    expect(store.calls.filter((c) => c.report && !c.report.keep)).toHaveLength(1);
+  });
+});

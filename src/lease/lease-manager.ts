@@ -41,7 +41,7 @@ import { type Logger, throttled } from '../log/logger.js';
 import { degradedDecision } from './degraded.js';
 import { KeyState, type Waiter } from './key-state.js';
 import { KeyTable } from './key-table.js';
-import { applyReply, leaseReport, recordSpend } from './lease.js';
+import { type Lease, applyReply, leaseReport, recordSpend } from './lease.js';
 import { type SizingOptions, extraTokens, lowWater, nextInterval } from './lease-sizing.js';
 import { ReturnScheduler } from './return-scheduler.js';
 
@@ -102,6 +102,12 @@ export type LeaseStats = {
   /** First requests of new keys shed because new keys arrived faster than `newKeysPerSec`. */
   newKeysShed: number;
 };
+
+/**
+ * A lease worth a return call: unused tokens to give back, or spends not yet reported
+ * (until reported they hold refill back for every node, up to the generation's expiry).
+ */
+const worthReturning = (lease: Lease) => lease.tokens >= 1 || lease.spendTimes.length > 0;
 
 /** The id a state is kept under: buckets are per (policy, client). NUL cannot occur in a policy name. */
 const stateId = (policyName: string, clientId: string) => `${policyName}\u0000${clientId}`;
@@ -269,9 +275,15 @@ export class LeaseManager {
     return this.#returns.flush(max);
   }
 
-  /** Stops the timers and returns every unused token, waiting for calls in flight (each bounded by the store's deadline). */
-  async close(): Promise<void> {
-    if (this.#closed) return;
+  #closing: Promise<void> | undefined;
+
+  /** Stops the timers and returns every unused token, waiting for calls in flight (each bounded by the store's deadline). Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
     this.#closed = true;
     this.#returns.stop();
     // Lease calls in flight settle first; their replies queue what they bring, as the manager is closed.
@@ -289,6 +301,15 @@ export class LeaseManager {
       this.#log.warn('new client keys arrive faster than allowed: shedding their first requests', { suppressed }),
     );
     return { allowed: false, limit: p.capacity, remaining: 0, resetMs: 0, retryAfterMs: this.#keys.newKeyWaitMs(), policy: p, shed: true };
+  }
+
+  /** The store call, as a promise even if the store throws synchronously (a custom store, a bug). */
+  #storeLease(k: KeyState, req: Parameters<BucketStore['lease']>[2]): Promise<LeaseReply> {
+    try {
+      return this.#store.lease(k.clientId, k.policy, req);
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   #track(call: Promise<void>): void {
@@ -336,6 +357,8 @@ export class LeaseManager {
     let need = 0;
     for (const w of k.waiters) need += w.cost;
     if (this.#closed) {
+      // A call the breaker granted reports its outcome, even one never sent.
+      this.#breaker?.failure('rate limiter is shut down');
       for (const w of k.waiters.splice(0)) w.reject(new StoreUnavailableError('rate limiter is shut down'));
       return;
     }
@@ -353,8 +376,7 @@ export class LeaseManager {
     if (need === 0) this.stats.aheadCalls++;
     const extra = extraTokens(k.intervalMs, k.policy.refillPerSec, need, this.#sizing);
     this.#track(
-      this.#store
-        .lease(k.clientId, k.policy, { need, extra, leaseTtlMs: this.#ttlMs, report })
+      this.#storeLease(k, { need, extra, leaseTtlMs: this.#ttlMs, report })
         .then(
           (reply) => {
             try {
@@ -377,7 +399,8 @@ export class LeaseManager {
 
   #granted(k: KeyState, reply: LeaseReply, need: number, sentAt: number, unusedAtSend: number): void {
     k.inflight = false;
-    k.fallback = undefined;
+    // The degraded-mode bucket (k.fallback) is kept: a Redis that fails every other call must
+    // not hand out a fresh share each time. Left alone, it refills by itself.
     const now = this.#clock.nowMs();
     k.lease = applyReply(k.lease, reply, sentAt, unusedAtSend, this.#ttlMs);
     k.lastGrant = reply.granted;
@@ -438,7 +461,7 @@ export class LeaseManager {
     }
     // A sweep that ran while this call was in flight skipped the lease's return; a lease
     // still held goes back now if it is due (or the key is gone), else at its expiry.
-    if (k.lease && k.lease.tokens >= 1) {
+    if (k.lease && worthReturning(k.lease)) {
       if (k.evicted || this.#closed || this.#returns.isDue(k.lease.expiresAt)) this.#returns.queue(k);
       else this.#returns.track(k, k.lease.expiresAt);
     }
@@ -455,7 +478,7 @@ export class LeaseManager {
   #giveBack(k: KeyState, now: number): Promise<void> | undefined {
     // A call in flight reports this lease itself; its reply or failure queues the return again.
     // Reserved tokens stay counted in the store (the report leaves them out).
-    if (k.inflight || !k.lease || k.lease.tokens < 1) return undefined;
+    if (k.inflight || !k.lease || !worthReturning(k.lease)) return undefined;
     const report = leaseReport(k.lease, now, false);
     k.lease = undefined;
     if (this.#breaker?.isOpen) {
@@ -464,7 +487,7 @@ export class LeaseManager {
       return undefined;
     }
     this.stats.returnCalls++;
-    const call = this.#store.lease(k.clientId, k.policy, { need: 0, extra: 0, leaseTtlMs: this.#ttlMs, report }).then(
+    const call = this.#storeLease(k, { need: 0, extra: 0, leaseTtlMs: this.#ttlMs, report }).then(
       () => undefined,
       (err: unknown) => {
         this.stats.returnFailures++;

@@ -209,12 +209,12 @@ function simulate(seed: number): { admitted: number[]; policy: BucketPolicy } {
     // Random grouping (not only spendGroups') must be safe too: any group dated by its latest spend.
     const spends = rnd() < 0.5 ? spendGroups(n.spendTimes, t) : [[t - (n.spendTimes.at(-1) ?? t), n.spendTimes.length] as [number, number]];
     n.spendTimes = [];
+    // As the lease manager does: a lease that expired here cannot be kept; its tokens are dropped.
+    const live = t < n.expiresAt;
     const report =
-      n.grantedAt > 0
-        ? { grantedAtMs: n.grantedAt, registered: n.registered, unused: t < n.expiresAt ? n.tokens : 0, spends, keep }
-        : undefined;
-    const unusedAtSend = report?.unused ?? 0;
-    if (!keep) {
+      n.grantedAt > 0 ? { grantedAtMs: n.grantedAt, registered: n.registered, unused: live ? n.tokens : 0, spends, keep: keep && live } : undefined;
+    const unusedAtSend = report?.keep ? report.unused : 0;
+    if (!keep || !live) {
       n.tokens = 0;
       n.registered = 0;
       n.grantedAt = 0;
@@ -302,6 +302,20 @@ describe('leaseStep generations: a vanished node\'s tokens come back', () => {
     const report: LeaseReport | undefined = held ? { ...held, unused: 0, spends: [[0, held.registered]], keep: false } : undefined;
     const burst = leaseStep(s, p, { need: 40, extra: 0, leaseTtlMs: ttl, report }, lastB + 4000);
     expect(burst.reply.granted).toBeGreaterThanOrEqual(39);
+  });
+
+  it('frees them before 2 × TTL even when the roll waits for a late step (review finding: was 3 × TTL)', () => {
+    const ttl = 10_000;
+    const p = tb(40, 0.1);
+    let s = leaseStep(undefined, p, { need: 5, extra: 0, leaseTtlMs: ttl }, T0).state; // A leases 5, vanishes
+    let b = leaseStep(s, p, { need: 1, extra: 0, leaseTtlMs: ttl }, T0 + 9990); // B, just before a TTL
+    s = b.state;
+    const renew: LeaseReport = { grantedAtMs: b.reply.grantedAtMs, registered: 1, unused: 0, spends: [[0, 1]], keep: true };
+    b = leaseStep(s, p, { need: 1, extra: 0, leaseTtlMs: ttl, report: renew }, T0 + 19_980); // rolls, then grants into the new cur
+    s = b.state;
+    expect(leasedOf(s)).toBe(5 + 1);
+    s = leaseStep(s, p, { need: 0, extra: 0, leaseTtlMs: ttl }, T0 + 2 * ttl).state;
+    expect(leasedOf(s)).toBe(1); // A's 5 are free at 2 × TTL; only B's lease counts
   });
 
   it('a report about a lease in an expired generation is stale: it frees nobody else\'s tokens', () => {

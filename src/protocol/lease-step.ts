@@ -33,11 +33,13 @@
  * latest deadline of its leases. A grant, or a renewal that keeps its unused
  * permits, counts them in `cur`. Once `cur` is a TTL old (and `prev` is empty)
  * it becomes `prev` and a new `cur` starts (a ms later, so a lease's name, its
- * grant time, always tells which generation holds it); when `prev`'s deadline passes every
- * lease in it is dead, and whatever it still counts is freed (refill resumes
- * from that deadline). So a node that vanished without returning its permits,
- * on a key other nodes keep busy, holds them back for at most about 2 × TTL
- * after its last grant, instead of for as long as the key stays busy. A report
+ * grant time, always tells which generation holds it); the roll happens before
+ * the step's own grant, so `prev` holds only leases granted before the roll and
+ * its deadline is less than 2 × TTL after its start. When that deadline passes
+ * every lease in it is dead, and whatever it still counts is freed (refill
+ * resumes from that deadline). So a node that vanished without returning its
+ * permits, on a key other nodes keep busy, holds them back for less than
+ * 2 × TTL after its last grant, instead of for as long as the key stays busy. A report
  * names its lease by `grantedAtMs`: that time's generation holds it; a report
  * about a generation already freed (or an earlier incarnation of the bucket) is
  * stale and ignored rather than subtracted from someone else's lease.
@@ -186,6 +188,16 @@ export function leaseStep<P, S>(alg: LeaseAlgorithm<P, S>, prev: BucketState<S> 
   expireUpTo(now);
   advance(now);
 
+  // Roll: `cur` is a TTL old and `prev` holds nothing (its leases are dead). It happens before
+  // this step's grant or renewal, which go into the new `cur`: the old one then holds only
+  // leases granted before now, all dead a TTL from now, i.e. within 2 × TTL of its start.
+  // The new `cur` starts a ms later, so a lease named before the roll (even in this same ms)
+  // is never taken for one of its leases.
+  if (s.prev.leased === 0 && now >= s.cur.startMs + req.leaseTtlMs) {
+    s.prev = s.cur;
+    s.cur = { startMs: now + 1, leased: 0, deadlineMs: 0 };
+  }
+
   let kept = false;
   let keptUnused = 0;
   if (r && gen && gen.leased > 0) {
@@ -219,19 +231,8 @@ export function leaseStep<P, S>(alg: LeaseAlgorithm<P, S>, prev: BucketState<S> 
   }
   // A renewal that keeps its permits extends their life too, even when nothing new is granted.
   if (granted > 0 || kept) s.cur.deadlineMs = Math.max(s.cur.deadlineMs, now + req.leaseTtlMs);
-  // The lease's name: a time within its generation. `cur` may have started a ms after now
-  // (below), so a lease granted into it is named by that start.
-  let grantedAtMs = Math.max(now, s.cur.startMs);
-
-  // Roll: `cur` is a TTL old and `prev` holds nothing (its leases are dead), so everything
-  // the new `prev` holds, this step's grant included, will be dead a TTL from now at the
-  // latest. The new `cur` starts a ms later: a lease granted before the roll, even in this
-  // same ms, is named by a time before it, so no report can be taken for the wrong one.
-  if (s.prev.leased === 0 && now >= s.cur.startMs + req.leaseTtlMs) {
-    s.prev = s.cur;
-    s.cur = { startMs: now + 1, leased: 0, deadlineMs: 0 };
-    grantedAtMs = now;
-  }
+  // The lease's name: a time within its generation (`cur` may have started a ms after now).
+  const grantedAtMs = Math.max(now, s.cur.startMs);
 
   let retryAfterMs = 0;
   if (alg.available(s.alg) < 1) {

@@ -55,6 +55,17 @@ describe('CircuitBreaker', () => {
     expect(b.awaitingTrial).toBe(false);
   });
 
+  it('gives up a trial whose outcome never came, so it cannot stay half-open for good', () => {
+    let now = 0;
+    const b = new CircuitBreaker({ startOpen: true, staleTrialMs: 5000, now: () => now });
+    b.probeSucceeded();
+    expect(b.tryCall()).toBe(true); // never reported
+    now = 4000;
+    expect(b.tryCall()).toBe(false);
+    now = 6000;
+    expect(b.tryCall()).toBe(true);
+  });
+
   it('can start open and be tripped at once', () => {
     expect(new CircuitBreaker({ startOpen: true }).isOpen).toBe(true);
     const b = new CircuitBreaker();

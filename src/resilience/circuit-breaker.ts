@@ -26,6 +26,9 @@ export type CircuitBreakerOptions = {
   onChange?: (state: 'closed' | 'open', reason: string) => void;
   /** Start open (Redis did not answer at start-up). */
   startOpen?: boolean;
+  /** A trial whose outcome was never reported (a bug) is given up after this long, so half-open cannot stick. Default 5000. */
+  staleTrialMs?: number;
+  now?: () => number;
 };
 
 export class CircuitBreaker {
@@ -34,6 +37,9 @@ export class CircuitBreaker {
   #trialInFlight = false;
   /** Trials granted since the breaker went half-open. */
   #trials = 0;
+  #trialAt = 0;
+  readonly #staleTrialMs: number;
+  readonly #now: () => number;
   readonly #threshold: number;
   readonly #onChange: (state: 'closed' | 'open', reason: string) => void;
 
@@ -41,6 +47,8 @@ export class CircuitBreaker {
     this.#threshold = options.failureThreshold ?? 3;
     this.#onChange = options.onChange ?? (() => {});
     this.#state = options.startOpen ? 'open' : 'closed';
+    this.#staleTrialMs = options.staleTrialMs ?? 5000;
+    this.#now = options.now ?? (() => performance.now());
   }
 
   get state(): BreakerState {
@@ -59,8 +67,9 @@ export class CircuitBreaker {
    */
   tryCall(): boolean {
     if (this.#state === 'closed') return true;
-    if (this.#state === 'half-open' && !this.#trialInFlight) {
+    if (this.#state === 'half-open' && (!this.#trialInFlight || this.#now() - this.#trialAt > this.#staleTrialMs)) {
       this.#trialInFlight = true;
+      this.#trialAt = this.#now();
       this.#trials++;
       return true;
     }
