@@ -12,6 +12,7 @@
  *   policy         document, rules, engine         -> core, log
  *   config         the environment                 -> core
  *   http           Hono app and middleware         -> core, log, policy
+ *   admin          the operators' API              -> core, log, policy
  *   service, main, index: the composition root    -> anything
  */
 const layer = (name, allowed) => ({
@@ -35,6 +36,7 @@ module.exports = {
     layer('policy', ['core', 'log']),
     layer('config', ['core']),
     layer('http', ['core', 'log', 'policy']),
+    layer('admin', ['core', 'log', 'policy']),
   ],
   options: {
     doNotFollow: { path: 'node_modules' },

@@ -33,9 +33,11 @@ async function main(): Promise<void> {
   }
   logger.info('listening', {
     port: svc.port,
+    adminPort: svc.adminPort,
     mode: svc.store.mode === 'local-only' ? 'local-only' : svc.breaker.isOpen ? 'degraded' : 'global',
     degradedMode: config.degradedMode,
-    policy: config.policy,
+    policyVersion: svc.runtime.state.version,
+    policySource: svc.runtime.state.source,
     leaseTtlMs: config.leaseTtlMs,
   });
 

@@ -13,16 +13,21 @@ import type { Config } from './config/config.js';
 import { type HealthReport, createApp } from './http/app.js';
 import { createNodeServer } from './http/node-server.js';
 import { SERVED_METHODS } from './http/policy-handler.js';
+import { createAdminApp } from './admin/admin-app.js';
+import { createAdminAuth } from './admin/auth.js';
 import type { RateLimitEnv } from './http/rate-limit-middleware.js';
 import { systemClock } from './core/clock.js';
-import type { BucketStore, Clock, FleetStore, Policy, StoreHealth } from './core/types.js';
+import type { BucketStore, Clock, FleetStore, Policy, PolicyStore, StoreHealth } from './core/types.js';
 import { LeaseManager } from './lease/lease-manager.js';
 import { createClientIp } from './policy/client-ip.js';
 import { PolicyEngine } from './policy/engine.js';
 import { createJwtVerifier } from './policy/jwt.js';
 import { documentFromPolicy, loadPolicyFile } from './policy/load.js';
 import { ClientRegistry } from './policy/registry.js';
-import { type CompiledPolicies, compilePolicies } from './policy/rules.js';
+import { PolicyRuntime } from './policy/runtime.js';
+import type { CompiledPolicies } from './policy/rules.js';
+import { FilePolicyStore, writeFileAtomic } from './store/file-policy-store.js';
+import { RedisPolicyStore } from './store/redis-policy-store.js';
 import { type Logger, throttled } from './log/logger.js';
 import { CircuitBreaker } from './resilience/circuit-breaker.js';
 import { HealthMonitor } from './resilience/health-monitor.js';
@@ -39,6 +44,9 @@ export type Service = {
   /** The policy of the environment (the document's only one without POLICY_FILE). */
   policy: Policy;
   engine: PolicyEngine;
+  runtime: PolicyRuntime;
+  policyStore: PolicyStore;
+  registry: ClientRegistry;
   /** The compiled document in force. */
   policies(): CompiledPolicies;
   /** The node's state as last observed (no Redis call). */
@@ -54,6 +62,9 @@ export type Service = {
 export type ListeningService = Service & {
   server: Server;
   port: number;
+  /** The operators' listener (admin API, detailed health). */
+  adminServer: Server;
+  adminPort: number;
   /**
    * Drains (health 503, `Connection: close` on every response, still accepting) for
    * `SHUTDOWN_DRAIN_MS` (at most half the bound), stops accepting, lets in-flight
@@ -112,13 +123,29 @@ export function createService(config: Config, deps: { logger: Logger; clock?: Cl
   });
   const policy: Policy = config.policy;
   // A bad policy or clients file throws here: the process does not start with it.
-  const compiled = compilePolicies(config.policyFile ? loadPolicyFile(config.policyFile) : documentFromPolicy(policy));
-  const registry = config.clientsFile ? ClientRegistry.fromFile(config.clientsFile, hashKey) : undefined;
+  const seed = config.policyFile ? loadPolicyFile(config.policyFile) : documentFromPolicy(policy);
+  const seedClients = config.clientsFile ? ClientRegistry.fromFile(config.clientsFile, hashKey) : undefined;
+  const registry = new ClientRegistry(hashKey);
+  const policyStore: PolicyStore =
+    store instanceof RedisStore
+      ? new RedisPolicyStore(store.redis, { keyPrefix: config.redisKeyPrefix, commandTimeoutMs: Math.max(config.redisTimeoutMs, 500) })
+      : new FilePolicyStore(config.dataDir);
+  const runtime = new PolicyRuntime({
+    store: policyStore,
+    seed,
+    seedName: config.policyFile ? `POLICY_FILE ${config.policyFile}` : 'the environment (RATE_LIMIT_*)',
+    registry,
+    seedClients,
+    logger,
+    dataDir: usesRedis ? config.dataDir : undefined,
+    saveLocalCopy: writeFileAtomic,
+    onPoliciesChanged: (names) => manager.forgetPolicies(names),
+  });
   const jwt = createJwtVerifier({ secret: config.jwtSecret, jwksFile: config.jwksFile });
-  if (compiled.usesClaims && !jwt) logger.warn('the policy document uses JWT claims but neither JWT_SECRET nor JWKS_FILE is set: claim rules never match');
+  if (runtime.compiled.usesClaims && !jwt) logger.warn('the policy document uses JWT claims but neither JWT_SECRET nor JWKS_FILE is set: claim rules never match');
   const engine = new PolicyEngine({
     limiter: manager,
-    policies: () => compiled,
+    policies: () => runtime.compiled,
     registry,
     jwt,
     clientIp: createClientIp({ trustedProxies: config.trustedProxies, ipv6Prefix: config.ipv6Prefix }),
@@ -152,7 +179,10 @@ export function createService(config: Config, deps: { logger: Logger; clock?: Cl
     monitor,
     policy,
     engine,
-    policies: () => compiled,
+    runtime,
+    policyStore,
+    registry,
+    policies: () => runtime.compiled,
     health,
     startDraining() {
       draining = true;
@@ -163,10 +193,13 @@ export function createService(config: Config, deps: { logger: Logger; clock?: Cl
         breaker.trip('redis not answering at start-up');
       }
       await monitor?.start();
+      await runtime.start();
+      if (store instanceof RedisStore) void checkEvictionPolicy(store, logger);
     },
     close() {
       // Idempotent: a second caller waits for the same shutdown instead of closing Redis under it.
       closing ??= (async () => {
+        await runtime.stop();
         await monitor?.stop();
         await manager.close();
         await store.close();
@@ -182,18 +215,34 @@ export async function startService(config: Config, deps: { logger: Logger; clock
   await svc.start();
   const node = createNodeServer(svc.app.fetch);
   const server = node.server;
-  const port = await new Promise<number>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.port, config.host, () => {
-      server.off('error', reject);
-      resolve((server.address() as { port: number }).port);
+  const listen = (srv: Server, p: number, host: string) =>
+    new Promise<number>((resolve, reject) => {
+      srv.once('error', reject);
+      srv.listen(p, host, () => {
+        srv.off('error', reject);
+        resolve((srv.address() as { port: number }).port);
+      });
     });
+  const port = await listen(server, config.port, config.host);
+  const auth = createAdminAuth({ tokens: config.adminTokens, tokensFile: config.adminTokensFile });
+  if (!auth.configured) deps.logger.warn('no admin token configured: the admin policy and client routes answer 503; set ADMIN_TOKENS (name:secret,...) or ADMIN_TOKENS_FILE');
+  const admin = createAdminApp({
+    auth,
+    store: svc.policyStore,
+    runtime: svc.runtime,
+    registry: svc.registry,
+    logger: deps.logger,
+    health: () => ({ ...svc.health(), nodeId: svc.monitor?.nodeId, policy: svc.runtime.state, lease: svc.manager.stats, engine: svc.engine.stats }),
   });
+  const adminNode = createNodeServer(admin.fetch as Parameters<typeof createNodeServer>[0]);
+  const adminPort = await listen(adminNode.server, config.adminPort, config.adminHost);
   let closing: Promise<void> | undefined;
   return {
     ...svc,
     server,
     port,
+    adminServer: adminNode.server,
+    adminPort,
     close(timeoutMs: number = config.shutdownTimeoutMs) {
       closing ??= (async () => {
         const deadline = performance.now() + timeoutMs;
@@ -214,11 +263,33 @@ export async function startService(config: Config, deps: { logger: Logger; clock
         server.closeIdleConnections();
         await Promise.race([closed, sleep(left() * 0.6)]);
         server.closeAllConnections();
+        adminNode.server.close();
+        adminNode.server.closeAllConnections();
         await Promise.race([svc.close(), sleep(left())]);
       })();
       return closing;
     },
   };
+}
+
+/**
+ * The policy document and the client registry live in Redis: an `allkeys-*` eviction
+ * policy could drop them under memory pressure. Warn once at start if so.
+ */
+async function checkEvictionPolicy(store: RedisStore, logger: Logger): Promise<void> {
+  try {
+    const nodes = 'nodes' in store.redis ? store.redis.nodes('master') : [store.redis];
+    for (const node of nodes) {
+      const reply = (await Promise.race([node.config('GET', 'maxmemory-policy'), sleep(2000).then(() => undefined)])) as string[] | undefined;
+      const policyName = reply?.[1];
+      if (policyName?.startsWith('allkeys-')) {
+        logger.warn(`redis maxmemory-policy is ${policyName}: it may evict the policy document and the client registry; use noeviction or a volatile-* policy (bucket keys carry a TTL)`);
+        return;
+      }
+    }
+  } catch {
+    // CONFIG may be disabled (managed Redis): nothing to check.
+  }
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());

@@ -34,7 +34,7 @@ afterAll(async () => {
 async function startVictim(): Promise<string> {
   const port = await freePort();
   victim = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', REDIS_URL: redis.url, LEASE_TTL_MS: String(TTL_MS), LOG_LEVEL: 'error' },
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', ADMIN_PORT: '0', REDIS_URL: redis.url, LEASE_TTL_MS: String(TTL_MS), LOG_LEVEL: 'error' },
     stdio: 'ignore',
   });
   const url = `http://127.0.0.1:${port}`;

@@ -33,7 +33,7 @@ type Started = { proc: ChildProcess; url: string; exited: Promise<{ code: number
 async function startProcess(command: string, args: string[], env: Record<string, string> = {}): Promise<Started> {
   const port = await freePort();
   const proc = spawn(command, args, {
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', REDIS_URL: redis.url, LOG_LEVEL: 'info', SHUTDOWN_DRAIN_MS: '200', ...env },
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', ADMIN_PORT: '0', REDIS_URL: redis.url, LOG_LEVEL: 'info', SHUTDOWN_DRAIN_MS: '200', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true, // its own process group, so a test can signal the group
   });

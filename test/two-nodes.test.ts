@@ -17,6 +17,10 @@ beforeAll(async () => {
 afterEach(async () => {
   await Promise.all(nodes.map((n) => n.close(1000)));
   nodes = [];
+  // Each test brings its own policy: the one stored in Redis by an earlier test would win.
+  const c = redis.client();
+  await c.flushall();
+  c.disconnect();
 });
 afterAll(async () => {
   await redis.stop();

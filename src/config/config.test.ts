@@ -36,6 +36,11 @@ describe('loadConfig', () => {
     ['IPV6_PREFIX', '56', (c) => c.ipv6Prefix, 56],
     ['JWT_SECRET', 'a-jwt-secret-that-is-long-enough-123', (c) => c.jwtSecret, 'a-jwt-secret-that-is-long-enough-123'],
     ['JWKS_FILE', 'config/jwks.json', (c) => c.jwksFile, 'config/jwks.json'],
+    ['ADMIN_PORT', '9091', (c) => c.adminPort, 9091],
+    ['ADMIN_HOST', '0.0.0.0', (c) => c.adminHost, '0.0.0.0'],
+    ['ADMIN_TOKENS', 'ops:a-long-admin-secret-1', (c) => c.adminTokens, 'ops:a-long-admin-secret-1'],
+    ['ADMIN_TOKENS_FILE', '/run/secrets/admin', (c) => c.adminTokensFile, '/run/secrets/admin'],
+    ['DATA_DIR', '/var/lib/tandem', (c) => c.dataDir, '/var/lib/tandem'],
   ];
 
   it('reads every variable it declares, each into its own field', () => {

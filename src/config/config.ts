@@ -73,6 +73,11 @@ const schema = z.object({
   IPV6_PREFIX: int(16, 128).default(64),
   JWT_SECRET: z.string().min(32, 'a secret of at least 32 characters (HS256)').optional(),
   JWKS_FILE: z.string().min(1).optional(),
+  ADMIN_PORT: int(0, 65535).default(8081),
+  ADMIN_HOST: z.string().trim().min(1, 'a host name or address to listen on').default('127.0.0.1'),
+  ADMIN_TOKENS: z.string().min(1).optional(),
+  ADMIN_TOKENS_FILE: z.string().min(1).optional(),
+  DATA_DIR: z.string().min(1).optional(),
 })
   // A lease must outlive the call that brings it, or its reply can only be dropped.
   .refine((c) => c.LEASE_TTL_MS >= 4 * c.REDIS_TIMEOUT_MS, {
@@ -85,7 +90,7 @@ const schema = z.object({
   });
 
 /** Variables whose values are never printed. */
-const SECRET_VARIABLES = new Set(['KEY_HASH_SECRET', 'JWT_SECRET']);
+const SECRET_VARIABLES = new Set(['KEY_HASH_SECRET', 'JWT_SECRET', 'ADMIN_TOKENS']);
 
 /** A value fit for an error message: secrets hidden, credentials in URLs masked. */
 export function redact(name: string, value: string | undefined): string {
@@ -119,6 +124,11 @@ export type Config = Readonly<{
   ipv6Prefix: number;
   jwtSecret: string | undefined;
   jwksFile: string | undefined;
+  adminPort: number;
+  adminHost: string;
+  adminTokens: string | undefined;
+  adminTokensFile: string | undefined;
+  dataDir: string | undefined;
 }>;
 
 /** The environment variables this service reads. */
@@ -170,5 +180,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     ipv6Prefix: c.IPV6_PREFIX,
     jwtSecret: c.JWT_SECRET,
     jwksFile: c.JWKS_FILE,
+    adminPort: c.ADMIN_PORT,
+    adminHost: c.ADMIN_HOST,
+    adminTokens: c.ADMIN_TOKENS,
+    adminTokensFile: c.ADMIN_TOKENS_FILE,
+    dataDir: c.DATA_DIR,
   });
 }

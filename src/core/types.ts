@@ -129,6 +129,49 @@ export interface StoreHealth {
   close(): Promise<void>;
 }
 
+/** A version of the policy document, as stored. */
+export type StoredPolicy = { version: number; document: unknown };
+
+/** One change in the audit history (policy or registry). */
+export type AuditEntry = {
+  /** The policy version the change made (registry changes: the version current then). */
+  version: number;
+  atMs: number;
+  /** The admin token's name, never its secret. */
+  actor: string;
+  kind: 'policy' | 'client';
+  summary: string;
+};
+
+/** A client's registry record (stored under the keyed hash of its API key). */
+export type ClientRecord = { tier: string; allow: boolean; deny: boolean };
+
+/** A change another node made, as announced to every node. */
+export type PolicyChange = { kind: 'policy'; version: number } | { kind: 'client'; keyHash: string };
+
+/**
+ * Port: where the policy document, its versions, the audit history and the
+ * client registry live (Redis for a fleet, a local file for one process).
+ * Every call rejects with `StoreUnavailableError` when the store cannot answer.
+ */
+export interface PolicyStore {
+  current(): Promise<StoredPolicy | undefined>;
+  /** The current version number, 0 when none (cheap: for the periodic check). */
+  currentVersion(): Promise<number>;
+  atVersion(version: number): Promise<StoredPolicy | undefined>;
+  /** Compare and set: stores `document` as version `expected + 1` if `expected` is current. */
+  put(document: unknown, expected: number, audit: Omit<AuditEntry, 'version' | 'atMs' | 'kind'>): Promise<{ ok: true; version: number } | { ok: false; current: number }>;
+  history(limit: number): Promise<AuditEntry[]>;
+  clients(): Promise<Map<string, ClientRecord>>;
+  /** A counter bumped by every registry change (cheap: for the periodic check). */
+  clientsVersion(): Promise<number>;
+  client(keyHash: string): Promise<ClientRecord | undefined>;
+  /** Sets (or with `undefined`, deletes) a record; announced to every node. */
+  setClient(keyHash: string, record: ClientRecord | undefined, audit: Omit<AuditEntry, 'version' | 'atMs' | 'kind'>): Promise<void>;
+  /** Calls `onChange` for every change announced by any node; returns the unsubscribe. */
+  subscribe(onChange: (change: PolicyChange) => void): Promise<() => Promise<void>>;
+}
+
 /**
  * Whether lease calls may go to the store (the circuit breaker). `tryCall` grants
  * a call (always when healthy, one trial at a time when half-open); every granted

@@ -265,6 +265,29 @@ export class LeaseManager {
     });
   }
 
+  /**
+   * The named policies' limits changed: what this node holds under the old limits goes
+   * back (queued for return), and local denials computed from them are forgotten, so the
+   * next request of each key leases under the new limits.
+   */
+  forgetPolicies(names: readonly string[]): void {
+    const set = new Set(names);
+    const now = this.#clock.nowMs();
+    for (const k of this.#keys.values()) {
+      if (!set.has(k.policy.name)) continue;
+      // A call out now was sent under the old limits: its reply must not make tokens spendable.
+      k.forgottenAt = now;
+      k.deniedUntil = 0;
+      k.fallback = undefined;
+      if (k.lease) {
+        // Expired here from now on: not spent again; the next call for the key, or the
+        // paced return, gives its unused tokens back. Reservations still settle.
+        k.lease = { ...k.lease, expiresAt: Math.min(k.lease.expiresAt, now) };
+        this.#returns.queue(k);
+      }
+    }
+  }
+
   /** Queues the returns of leases about to expire. Runs on a timer; tests call it. */
   sweep(): void {
     this.#returns.sweep();
@@ -407,6 +430,17 @@ export class LeaseManager {
     k.globalRemaining = reply.remaining;
     k.globalAt = now;
     if (k.lease) this.#returns.track(k, k.lease.expiresAt);
+    if (sentAt <= k.forgottenAt) {
+      // Sent under limits that have changed since: what it brought goes back unspent, and the
+      // requests waiting on it ask again under the new limits.
+      this.#breaker?.success();
+      if (k.lease) {
+        k.lease = { ...k.lease, expiresAt: Math.min(k.lease.expiresAt, now) };
+        this.#returns.queue(k);
+      }
+      if (k.waiters.length > 0) this.#lease(k, now);
+      return;
+    }
     if (k.lease && now >= k.lease.expiresAt) {
       this.stats.lateReplies++;
       this.#failed(k, new StoreUnavailableError(`lease reply arrived ${Math.round(now - sentAt)} ms after it was sent, past the lease TTL`));

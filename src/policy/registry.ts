@@ -12,7 +12,8 @@ import { LRUMap } from 'mnemonist';
 import { z } from 'zod';
 import { formatPath } from './document.js';
 
-export type ClientRecord = { tier: string; allow: boolean; deny: boolean };
+import type { ClientRecord } from '../core/types.js';
+export type { ClientRecord };
 
 const clientsFile = z
   .object({
@@ -49,9 +50,27 @@ export class ClientRegistry {
   }
 
   set(apiKey: string, record: ClientRecord): void {
-    this.#byHash.set(this.hash(apiKey), record);
+    this.setHashed(this.hash(apiKey), record);
+  }
+
+  /** Sets (or deletes, with undefined) the record of a key known only by its hash. */
+  setHashed(keyHash: string, record: ClientRecord | undefined): void {
+    if (record) this.#byHash.set(keyHash, record);
+    else this.#byHash.delete(keyHash);
     // A changed record must be seen at once; changes are rare (admin writes).
     this.#cache.clear();
+  }
+
+  /** Replaces every record (a reload from the store). */
+  replaceAll(records: ReadonlyMap<string, ClientRecord>): void {
+    this.#byHash.clear();
+    for (const [h, r] of records) this.#byHash.set(h, r);
+    this.#cache.clear();
+  }
+
+  /** Every record by key hash (to seed a store). */
+  entries(): IterableIterator<[string, ClientRecord]> {
+    return this.#byHash.entries();
   }
 
   /** Loads `CLIENTS_FILE`. Throws an Error naming the bad field's path (never a key). */
