@@ -69,12 +69,11 @@ end
 local now = math.max(nowIn, updated)
 local at = updated
 local function leased() return cur.leased + prev.leased end
--- Lets time pass up to `to`, refilling up to what is not leased out.
+-- Lets time pass up to `to`, refilling up to what is not leased out; the cap applies even
+-- when no time passes (a lowered capacity takes effect at once).
 local function advance(to)
-  if to > at then
-    alg_advance(s, to - at, cap - leased())
-    at = to
-  end
+  alg_advance(s, math.max(0, to - at), cap - leased())
+  at = math.max(at, to)
 end
 -- A generation whose deadline has passed holds only dead leases: free it from its deadline
 -- on, and empty its range of names.

@@ -17,7 +17,7 @@ import { createAdminApp } from './admin/admin-app.js';
 import { createAdminAuth } from './admin/auth.js';
 import type { RateLimitEnv } from './http/rate-limit-middleware.js';
 import { systemClock } from './core/clock.js';
-import type { BucketStore, Clock, FleetStore, Policy, PolicyStore, StoreHealth } from './core/types.js';
+import type { BucketAdmin, BucketStore, Clock, FleetStore, Policy, PolicyStore, StoreHealth } from './core/types.js';
 import { LeaseManager } from './lease/lease-manager.js';
 import { createClientIp } from './policy/client-ip.js';
 import { PolicyEngine } from './policy/engine.js';
@@ -38,7 +38,7 @@ import { RedisStore } from './store/redis-store.js';
 export type Service = {
   app: Hono<RateLimitEnv>;
   manager: LeaseManager;
-  store: BucketStore & FleetStore & StoreHealth;
+  store: BucketStore & BucketAdmin & FleetStore & StoreHealth;
   breaker: CircuitBreaker;
   monitor: HealthMonitor | undefined;
   /** The policy of the environment (the document's only one without POLICY_FILE). */
@@ -81,7 +81,7 @@ export function createService(config: Config, deps: { logger: Logger; clock?: Cl
   if (usesRedis && !config.keyHashSecret) {
     logger.warn('KEY_HASH_SECRET is not set: Redis key names use an unkeyed hash of each API key; set the same secret on every node');
   }
-  const store: BucketStore & FleetStore & StoreHealth = usesRedis
+  const store: BucketStore & BucketAdmin & FleetStore & StoreHealth = usesRedis
     ? new RedisStore({
         url: config.redisUrl,
         clusterNodes: config.redisClusterNodes,
@@ -229,6 +229,8 @@ export async function startService(config: Config, deps: { logger: Logger; clock
   const admin = createAdminApp({
     auth,
     store: svc.policyStore,
+    buckets: svc.store,
+    forgetClient: (clientId) => svc.manager.forgetClient(clientId),
     runtime: svc.runtime,
     registry: svc.registry,
     logger: deps.logger,

@@ -78,6 +78,8 @@ describe('admin API', () => {
     expect(Object.keys(spec.body.paths as object).sort()).toEqual([
       '/admin/clients',
       '/admin/clients/lookup',
+      '/admin/clients/reset',
+      '/admin/clients/usage',
       '/admin/policy',
       '/admin/policy/rollback',
       '/admin/policy/validate',
@@ -199,6 +201,51 @@ describe('admin API', () => {
     await until('b forgets it', () => b.registry.lookup('sk_live_secret_value') === undefined);
     expect((await call(a, 'POST', '/admin/clients/lookup', { apiKey: 'sk_live_secret_value' })).status).toBe(404);
     expect((await call(a, 'PUT', '/admin/clients', { apiKey: 'k', tier: 'has spaces' })).status).toBe(422);
+  });
+});
+
+describe('one client\'s usage', () => {
+  it('shows each limit\'s bucket and resets them all', async () => {
+    const a = await node();
+    for (let i = 0; i < 5; i++) await hit(a, 'heavy-user');
+    await a.manager.close(); // report every spend, so the bucket shows them
+    const seen = await call(a, 'POST', '/admin/clients/usage', { apiKey: 'heavy-user' });
+    expect(seen.status).toBe(200);
+    expect(seen.body.limits).toEqual([{ policy: 'default', limit: 40, available: 35, leased: 0 }]);
+    expect(JSON.stringify(seen.body)).not.toContain('heavy-user');
+    const reset = await call(a, 'POST', '/admin/clients/reset', { apiKey: 'heavy-user' });
+    expect(reset.body).toMatchObject({ reset: ['default'] });
+    expect(((await call(a, 'POST', '/admin/clients/usage', { apiKey: 'heavy-user' })).body.limits as unknown[])[0]).toMatchObject({ available: 40 });
+    const history = (await call(a, 'GET', '/admin/policy/versions')).body.history as { summary: string }[];
+    expect(history[0]?.summary).toMatch(/usage reset \(default\)/);
+  });
+});
+
+describe('a node restarted while Redis is away', () => {
+  it('runs the last document and registry it saved locally, and says so', async () => {
+    const own = await RedisProcess.start();
+    const dataDir = mkdtempSync(join(tmpdir(), 'tandem-copy-'));
+    try {
+      const a = await startNode({ REDIS_URL: own.url, ...ADMIN, DATA_DIR: dataDir, KEY_HASH_SECRET: 'copy-test-secret-123' });
+      nodes.push(a);
+      await call(a, 'PUT', '/admin/policy', doc(11));
+      await call(a, 'PUT', '/admin/clients', { apiKey: 'gold-client', tier: 'enterprise' });
+      await until('the copy has the client', () => a.registry.lookup('gold-client')?.tier === 'enterprise');
+      await new Promise((r) => setTimeout(r, 50));
+      await a.close(1000);
+      nodes = [];
+      await own.kill();
+      const b = await startNode({ REDIS_URL: own.url, ...ADMIN, DATA_DIR: dataDir, KEY_HASH_SECRET: 'copy-test-secret-123', REDIS_TIMEOUT_MS: '100' });
+      nodes.push(b);
+      expect(b.runtime.state).toMatchObject({ version: 2, source: 'local copy' });
+      expect(b.policies().policies.get('default')?.capacity).toBe(11);
+      expect(b.registry.lookup('gold-client')?.tier).toBe('enterprise');
+      expect((await call(b, 'GET', '/health', undefined, {}, null)).body).toMatchObject({ mode: 'degraded', policy: { source: 'local copy' } });
+    } finally {
+      await Promise.all(nodes.map((n) => n.close(1000)));
+      nodes = [];
+      await own.stop();
+    }
   });
 });
 

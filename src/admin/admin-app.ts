@@ -18,7 +18,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
-import { type ClientRecord, type PolicyStore, StoreUnavailableError } from '../core/types.js';
+import { type BucketAdmin, type ClientRecord, type PolicyStore, StoreUnavailableError } from '../core/types.js';
 import type { Logger } from '../log/logger.js';
 import { policyDocumentSchema, type PolicyDocument, parsePolicyDocument, formatPath } from '../policy/document.js';
 import type { PolicyRuntime } from '../policy/runtime.js';
@@ -29,6 +29,10 @@ import { summarizeChange } from './summary.js';
 export type AdminDeps = {
   auth: AdminAuth;
   store: PolicyStore;
+  /** The global buckets, for one client's usage and reset. */
+  buckets: BucketAdmin;
+  /** Forgets what this node holds for a client id (after a reset). */
+  forgetClient: (clientId: string) => void;
   runtime: PolicyRuntime;
   registry: ClientRegistry;
   logger: Logger;
@@ -294,6 +298,69 @@ export function createAdminApp(d: AdminDeps): OpenAPIHono<Env> {
       }
       d.registry.setHashed(keyHash, undefined);
       return c.json({ client: keyHash, deleted: true as const }, 200);
+    },
+  );
+
+  const usage = z
+    .object({
+      client: z.string(),
+      limits: z.array(
+        z.object({
+          policy: z.string(),
+          limit: z.number(),
+          available: z.number().describe('whole tokens in the global bucket now, not counting leased ones'),
+          leased: z.number().describe('tokens nodes hold and have not reported spent'),
+        }),
+      ),
+    })
+    .openapi('Usage');
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/admin/clients/usage',
+      ...secured,
+      request: { body: { content: { 'application/json': { schema: apiKeyBody } }, required: true } },
+      responses: { 200: json(usage, "the client's buckets under every policy of the document (identity: its API key)"), ...authErrors },
+    }),
+    async (c) => {
+      const { apiKey } = c.req.valid('json');
+      try {
+        const limits = [];
+        for (const p of d.runtime.compiled.policies.values()) {
+          const v = await d.buckets.peek(`k:${apiKey}`, p);
+          limits.push({ policy: p.name, limit: p.capacity, available: v ? Math.max(0, Math.floor(v.tokens)) : p.capacity, leased: v?.leased ?? 0 });
+        }
+        return c.json({ client: d.registry.hash(apiKey), limits }, 200);
+      } catch (err) {
+        return unavailable(c, err) as never;
+      }
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/admin/clients/reset',
+      ...secured,
+      request: { body: { content: { 'application/json': { schema: apiKeyBody } }, required: true } },
+      responses: { 200: json(z.object({ client: z.string(), reset: z.array(z.string()) }), 'every bucket of the client starts full'), ...authErrors },
+    }),
+    async (c) => {
+      const { apiKey } = c.req.valid('json');
+      const keyHash = d.registry.hash(apiKey);
+      const names: string[] = [];
+      try {
+        for (const p of d.runtime.compiled.policies.values()) {
+          await d.buckets.reset(`k:${apiKey}`, p);
+          names.push(p.name);
+        }
+        await d.store.audit({ actor: c.get('actor'), kind: 'client', summary: `client ${keyHash}: usage reset (${names.join(', ')})` });
+      } catch (err) {
+        return unavailable(c, err) as never;
+      }
+      d.forgetClient(`k:${apiKey}`);
+      return c.json({ client: keyHash, reset: names }, 200);
     },
   );
 

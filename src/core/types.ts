@@ -109,8 +109,19 @@ export interface BucketStore {
    * One atomic step of the client's global bucket under `limit`.
    * Rejects with `StoreUnavailableError` when the store cannot answer in time.
    */
-  lease(clientId: string, limit: LimitParams, req: LeaseRequest): Promise<LeaseReply>;
+  lease(clientId: string, policy: Policy, req: LeaseRequest): Promise<LeaseReply>;
 }
+
+/** Port: the global buckets as operators see them (the admin API). */
+export interface BucketAdmin {
+  /** The bucket as stored, or undefined when it is fresh (full, nothing leased). */
+  peek(clientId: string, policy: Policy): Promise<BucketView | undefined>;
+  /** Forgets the bucket: it starts full. */
+  reset(clientId: string, policy: Policy): Promise<void>;
+}
+
+/** A stored bucket as an operator sees it. */
+export type BucketView = { tokens: number; leased: number; updatedMs: number };
 
 /** Port: which nodes are alive (degraded `local` mode divides limits by their number). */
 export interface FleetStore {
@@ -168,6 +179,8 @@ export interface PolicyStore {
   client(keyHash: string): Promise<ClientRecord | undefined>;
   /** Sets (or with `undefined`, deletes) a record; announced to every node. */
   setClient(keyHash: string, record: ClientRecord | undefined, audit: Omit<AuditEntry, 'version' | 'atMs' | 'kind'>): Promise<void>;
+  /** Adds an entry to the audit history (an action that changes no document or record, like a usage reset). */
+  audit(entry: Omit<AuditEntry, 'version' | 'atMs'>): Promise<void>;
   /** Calls `onChange` for every change announced by any node; returns the unsubscribe. */
   subscribe(onChange: (change: PolicyChange) => void): Promise<() => Promise<void>>;
 }

@@ -288,6 +288,19 @@ export class LeaseManager {
     }
   }
 
+  /** Forgets what this node holds for `clientId` under every policy (its buckets were reset). */
+  forgetClient(clientId: string): void {
+    const now = this.#clock.nowMs();
+    for (const k of this.#keys.values()) {
+      if (k.clientId !== clientId) continue;
+      k.forgottenAt = now;
+      k.deniedUntil = 0;
+      k.fallback = undefined;
+      // The reset bucket does not know this lease: drop it rather than return it.
+      if (k.lease) k.lease = undefined;
+    }
+  }
+
   /** Queues the returns of leases about to expire. Runs on a timer; tests call it. */
   sweep(): void {
     this.#returns.sweep();

@@ -7,8 +7,10 @@
  *   node seeds it with `POLICY_FILE` (or the environment's single policy) and
  *   `CLIENTS_FILE`. Once a document lives in the store, the store wins; a node
  *   whose seed differs says so once (log and admin /health). If the store
- *   cannot be read, the node starts from the last document it saved locally
- *   (`DATA_DIR`), else from its seed, and says which;
+ *   cannot be read, the node starts from the last document and registry it
+ *   saved locally (`DATA_DIR/last-policy.json`), else from its seed (and
+ *   `CLIENTS_FILE`, or no registry: every client gets the default tier), and
+ *   says which;
  * - changes announced by any node (pub/sub) are applied at once; a check every
  *   `checkIntervalMs` (default 1 s) catches a missed announcement;
  * - a swap is atomic: a request reads the compiled document once and is decided
@@ -20,13 +22,16 @@
 import { isDeepStrictEqual } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { PolicyChange, PolicyStore, StoredPolicy } from '../core/types.js';
+import type { ClientRecord, PolicyChange, PolicyStore, StoredPolicy } from '../core/types.js';
 import { type Logger, throttled } from '../log/logger.js';
 import { type PolicyDocument, parsePolicyDocument } from './document.js';
 import type { ClientRegistry } from './registry.js';
 import { type CompiledPolicies, compilePolicies } from './rules.js';
 
 export type PolicySource = 'store' | 'local copy' | 'seed';
+
+/** What `DATA_DIR/last-policy.json` holds. */
+type LocalCopy = { policy: StoredPolicy; clients: [string, ClientRecord][] };
 
 export type PolicyRuntimeOptions = {
   store: PolicyStore;
@@ -119,6 +124,7 @@ export class PolicyRuntime {
       if (cv !== this.#clientsVersion) {
         this.#o.registry.replaceAll(await this.#o.store.clients());
         this.#clientsVersion = cv;
+        this.#saveLocalCopy();
       }
     } catch (err) {
       this.#logSyncFailure((suppressed) => this.#o.logger.warn('policy store check failed; running the last document', { error: (err as Error).message, suppressed }));
@@ -151,6 +157,7 @@ export class PolicyRuntime {
     this.#clientsVersion = await store.clientsVersion();
     this.#o.registry.replaceAll(await store.clients());
     if (current) this.#apply(current, 'store');
+    this.#saveLocalCopy();
     const differs = current !== undefined && !isDeepStrictEqual(current.document, this.#o.seed);
     if (differs && !this.#seedDiffers) {
       this.#o.logger.warn(`${this.#o.seedName} differs from the policy store's document, which wins; to apply it: PUT it to /admin/policy on the admin port`, {
@@ -164,9 +171,15 @@ export class PolicyRuntime {
     const path = this.#o.dataDir ? join(this.#o.dataDir, 'last-policy.json') : undefined;
     if (path) {
       try {
-        const saved = JSON.parse(readFileSync(path, 'utf8')) as StoredPolicy;
-        if (this.#apply(saved, 'local copy')) {
-          this.#o.logger.warn('policy store unreachable at start: running the last document saved locally', { version: saved.version, error: err.message });
+        const saved = JSON.parse(readFileSync(path, 'utf8')) as LocalCopy;
+        if (this.#apply(saved.policy, 'local copy')) {
+          // The registry as last seen too: registered clients keep their tiers and flags.
+          this.#o.registry.replaceAll(new Map(saved.clients));
+          this.#o.logger.warn('policy store unreachable at start: running the last document and registry saved locally', {
+            version: saved.policy.version,
+            clients: saved.clients.length,
+            error: err.message,
+          });
           return;
         }
       } catch {
@@ -182,7 +195,10 @@ export class PolicyRuntime {
       if (c.version > this.#version) void this.#applyVersion(c.version).catch(() => {});
     } else {
       this.#o.store.client(c.keyHash).then(
-        (record) => this.#o.registry.setHashed(c.keyHash, record),
+        (record) => {
+          this.#o.registry.setHashed(c.keyHash, record);
+          this.#saveLocalCopy();
+        },
         () => {},
       );
     }
@@ -211,13 +227,18 @@ export class PolicyRuntime {
     this.#version = stored.version;
     this.#source = source;
     if (changed.length > 0) this.#o.onPoliciesChanged?.(changed);
-    if (this.#o.dataDir && source === 'store' && this.#o.saveLocalCopy) {
-      try {
-        this.#o.saveLocalCopy(join(this.#o.dataDir, 'last-policy.json'), JSON.stringify(stored));
-      } catch (err) {
-        this.#o.logger.warn('could not save the policy document locally', { error: (err as Error).message });
-      }
-    }
+    if (source === 'store') this.#saveLocalCopy(stored);
     return true;
+  }
+
+  /** The document and registry in force, for a start with the store away. */
+  #saveLocalCopy(policy: StoredPolicy = { version: this.#version, document: this.#document }): void {
+    if (!this.#o.dataDir || !this.#o.saveLocalCopy) return;
+    try {
+      const copy: LocalCopy = { policy, clients: [...this.#o.registry.entries()] };
+      this.#o.saveLocalCopy(join(this.#o.dataDir, 'last-policy.json'), JSON.stringify(copy));
+    } catch (err) {
+      this.#o.logger.warn('could not save the policy document locally', { error: (err as Error).message });
+    }
   }
 }

@@ -142,12 +142,11 @@ export function leaseStep<P, S>(alg: LeaseAlgorithm<P, S>, prev: BucketState<S> 
   const now = Math.max(nowIn, s.updatedMs);
   let at = s.updatedMs;
   const leased = () => s.cur.leased + s.prev.leased;
-  // Lets time pass up to `to`, refilling up to what is not leased out.
+  // Lets time pass up to `to`, refilling up to what is not leased out. Always applies that cap,
+  // even when no time passes: a capacity lowered since the last step takes effect at once.
   const advance = (to: number) => {
-    if (to > at) {
-      alg.advance(s.alg, p, to - at, cap - leased());
-      at = to;
-    }
+    alg.advance(s.alg, p, Math.max(0, to - at), cap - leased());
+    at = Math.max(at, to);
   };
   // A generation whose deadline has passed holds only dead leases: free it from its deadline
   // on, and empty its range of names, so that no later report about a dead lease is taken for

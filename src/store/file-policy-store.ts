@@ -118,6 +118,13 @@ export class FilePolicyStore implements PolicyStore {
     return Promise.resolve();
   }
 
+  audit(entry: { actor: string; kind: 'policy' | 'client'; summary: string }): Promise<void> {
+    this.#audit.unshift({ ...entry, version: this.#latest(), atMs: Date.now() });
+    this.#audit = this.#audit.slice(0, 1000);
+    this.#save();
+    return Promise.resolve();
+  }
+
   subscribe(onChange: (change: PolicyChange) => void): Promise<() => Promise<void>> {
     this.#listeners.add(onChange);
     return Promise.resolve(async () => {

@@ -11,12 +11,12 @@
  * (NTP) must not free leases early or refill a bucket in one go.
  */
 import { algorithmOf } from '../algorithms/registry.js';
-import type { BucketStore, Clock, FleetStore, LeaseReply, LeaseRequest, Policy, StoreHealth } from '../core/types.js';
+import type { BucketAdmin, BucketStore, BucketView, Clock, FleetStore, LeaseReply, LeaseRequest, Policy, StoreHealth } from '../core/types.js';
 import { type BucketState, leaseStep } from '../protocol/lease-step.js';
 
 type Stored = { state: BucketState<unknown>; expiresAtMs: number };
 
-export class MemoryStore implements BucketStore, FleetStore, StoreHealth {
+export class MemoryStore implements BucketStore, BucketAdmin, FleetStore, StoreHealth {
   readonly mode = 'local-only' as const;
   readonly #buckets = new Map<string, Stored>();
   readonly #clock: Clock;
@@ -45,6 +45,18 @@ export class MemoryStore implements BucketStore, FleetStore, StoreHealth {
     const step = leaseStep(algorithmOf(policy), prev, policy, req, now);
     this.#buckets.set(id, { state: step.state, expiresAtMs: now + step.ttlMs });
     return Promise.resolve(step.reply);
+  }
+
+  peek(clientId: string, policy: Policy): Promise<BucketView | undefined> {
+    const held = this.#buckets.get(`${clientId}\u0000${policy.algorithm}\u0000${policy.name}`);
+    if (!held || held.expiresAtMs <= this.#clock.nowMs()) return Promise.resolve(undefined);
+    const s = held.state as BucketState<{ tokens: number }>;
+    return Promise.resolve({ tokens: s.alg.tokens, leased: s.cur.leased + s.prev.leased, updatedMs: s.updatedMs });
+  }
+
+  reset(clientId: string, policy: Policy): Promise<void> {
+    this.#buckets.delete(`${clientId}\u0000${policy.algorithm}\u0000${policy.name}`);
+    return Promise.resolve();
   }
 
   /** Drops buckets whose TTL has passed. */

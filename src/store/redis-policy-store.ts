@@ -109,6 +109,12 @@ export class RedisPolicyStore implements PolicyStore {
     });
   }
 
+  async audit(entry: { actor: string; kind: 'policy' | 'client'; summary: string }): Promise<void> {
+    const version = await this.currentVersion();
+    const line = JSON.stringify({ ...entry, atMs: Date.now(), version });
+    await this.#call('audit write', () => this.#redis.multi().lpush(`${this.#prefix}audit`, line).ltrim(`${this.#prefix}audit`, 0, 999).exec());
+  }
+
   async subscribe(onChange: (change: PolicyChange) => void): Promise<() => Promise<void>> {
     // Its own connection (a subscribed connection takes no other command), queueing the
     // SUBSCRIBE until it is connected; ioredis subscribes again after every reconnect.

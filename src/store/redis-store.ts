@@ -20,7 +20,9 @@ import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { ALGORITHMS, algorithmOf } from '../algorithms/registry.js';
 import {
   type AlgorithmName,
+  type BucketAdmin,
   type BucketStore,
+  type BucketView,
   type FleetStore,
   type LeaseReply,
   type LeaseRequest,
@@ -29,6 +31,7 @@ import {
   StoreUnavailableError,
 } from '../core/types.js';
 import { MAX_SPEND_GROUPS } from '../protocol/lease-step.js';
+import { decodeTokenBucket } from './bucket-format.js';
 import { type KeyHasher, bucketKeyName, createKeyHasher } from './key-name.js';
 import { HEARTBEAT_SCRIPT, leaseScript } from './lua-scripts.js';
 
@@ -52,7 +55,7 @@ export type RedisStoreOptions = {
   hashKey?: KeyHasher;
 };
 
-export class RedisStore implements BucketStore, FleetStore, StoreHealth {
+export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHealth {
   readonly mode = 'global' as const;
   readonly redis: Redis | Cluster;
   readonly #prefix: string;
@@ -149,6 +152,18 @@ export class RedisStore implements BucketStore, FleetStore, StoreHealth {
     const run = this.#script(leaseCommand(policy.algorithm));
     const raw = await this.#call('lease', () => run.call(this.redis, key, ...args));
     return parseLeaseReply(raw);
+  }
+
+  async peek(clientId: string, policy: Policy): Promise<BucketView | undefined> {
+    const key = bucketKeyName(this.#prefix, clientId, policy, this.#hashKey);
+    const raw = await this.#call('bucket read', () => this.redis.getBuffer(key));
+    const s = raw ? decodeTokenBucket(raw) : undefined;
+    return s ? { tokens: s.alg.tokens, leased: s.cur.leased + s.prev.leased, updatedMs: s.updatedMs } : undefined;
+  }
+
+  async reset(clientId: string, policy: Policy): Promise<void> {
+    const key = bucketKeyName(this.#prefix, clientId, policy, this.#hashKey);
+    await this.#call('bucket reset', () => this.redis.del(key));
   }
 
   async heartbeat(nodeId: string, ttlMs: number): Promise<number> {

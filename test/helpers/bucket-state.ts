@@ -3,22 +3,17 @@ import type { Redis } from 'ioredis';
 import type { TokenBucketState } from '../../src/algorithms/token-bucket.js';
 import type { Policy } from '../../src/core/types.js';
 import type { BucketState } from '../../src/protocol/lease-step.js';
+import { decodeTokenBucket } from '../../src/store/bucket-format.js';
 import { bucketKeyName, createKeyHasher } from '../../src/store/key-name.js';
 
 /** The policy `startNode` runs by default. */
 export const DEFAULT_POLICY: Policy = { name: 'default', algorithm: 'token_bucket', capacity: 40, refillPerSec: 10 };
 
-/** Decodes a stored value: version, algorithm tag, updatedMs, two generations, then the tokens. */
+/** Decodes a stored value (src/store/bucket-format.ts), failing loudly on another format. */
 export function decodeBucket(raw: Buffer): BucketState<TokenBucketState> {
-  if (raw.readUInt8(0) !== 2 || raw.readUInt8(1) !== 't'.charCodeAt(0)) throw new Error('not a version-2 token bucket');
-  const u = raw.readDoubleBE(2);
-  const i = (n: number) => raw.readInt32BE(10 + 4 * n);
-  return {
-    updatedMs: u,
-    cur: { startMs: u - i(0), leased: i(1), deadlineMs: u + i(2) },
-    prev: { startMs: u - i(3), leased: i(4), deadlineMs: u + i(5) },
-    alg: { tokens: raw.readDoubleBE(34) },
-  };
+  const s = decodeTokenBucket(raw);
+  if (!s) throw new Error('not a version-2 token bucket');
+  return s;
 }
 
 /**
