@@ -140,6 +140,7 @@ export function createService(config: Config, deps: { logger: Logger; clock?: Cl
     dataDir: usesRedis ? config.dataDir : undefined,
     saveLocalCopy: writeFileAtomic,
     onPoliciesChanged: (names) => manager.forgetPolicies(names),
+    file: config.policySource === 'file' ? config.policyFile : undefined,
   });
   const jwt = createJwtVerifier({ secret: config.jwtSecret, jwksFile: config.jwksFile });
   if (runtime.compiled.usesClaims && !jwt) logger.warn('the policy document uses JWT claims but neither JWT_SECRET nor JWKS_FILE is set: claim rules never match');

@@ -264,3 +264,35 @@ describe('admin API in embedded mode (no Redis)', () => {
     expect(b.registry.lookup('embedded-key')?.tier).toBe('enterprise');
   });
 });
+
+describe('POLICY_SOURCE=file', () => {
+  it('runs the file on every node, applies a change to it, refuses a bad one, sees a ConfigMap-style symlink swap, and answers 409 to admin writes', async () => {
+    const { mkdirSync, writeFileSync, symlinkSync, renameSync } = await import('node:fs');
+    const dir = mkdtempSync(join(tmpdir(), 'tandem-configmap-'));
+    // The layout Kubernetes mounts: policy.json -> ..data/policy.json, ..data -> ..v1 (swapped atomically).
+    const version = (name: string, limit: number) => {
+      mkdirSync(join(dir, name));
+      writeFileSync(join(dir, name, 'policy.json'), JSON.stringify(doc(limit)));
+    };
+    version('..v1', 7);
+    symlinkSync('..v1', join(dir, '..data'));
+    symlinkSync(join('..data', 'policy.json'), join(dir, 'policy.json'));
+    const file = join(dir, 'policy.json');
+    const a = await node({ POLICY_SOURCE: 'file', POLICY_FILE: file });
+    expect(a.runtime.state).toMatchObject({ version: 1, source: 'file' });
+    expect(a.policies().policies.get('default')?.capacity).toBe(7);
+    expect((await call(a, 'PUT', '/admin/policy', doc(9))).status).toBe(409);
+
+    version('..v2', 8);
+    symlinkSync('..v2', join(dir, '..data-new'));
+    renameSync(join(dir, '..data-new'), join(dir, '..data')); // the atomic swap
+    await until('the swap is applied', () => a.policies().policies.get('default')?.capacity === 8);
+
+    version('..v3', 0); // limit 0: invalid
+    symlinkSync('..v3', join(dir, '..data-new'));
+    renameSync(join(dir, '..data-new'), join(dir, '..data'));
+    await new Promise((r) => setTimeout(r, 1500)); // a watch event and a periodic check later
+    expect(a.policies().policies.get('default')?.capacity).toBe(8); // the last good one stays
+    expect(a.runtime.state.version).toBe(2);
+  });
+});

@@ -113,6 +113,7 @@ export function createAdminApp(d: AdminDeps): OpenAPIHono<Env> {
 
   /** Stores `doc` as a new version (compare-and-set on `ifMatch`, or on what is current). */
   const write = async (c: Context<Env>, doc: PolicyDocument, summarize: (prev: PolicyDocument | undefined) => string) => {
+    if (d.runtime.file) return c.json({ detail: `POLICY_SOURCE=file: the document is ${d.runtime.file} on every node; change that file` }, 409);
     const ifMatch = c.req.header('if-match');
     const expected = ifMatch === undefined ? undefined : Number(/^(?:W\/)?"?(\d+)"?$/.exec(ifMatch.trim())?.[1] ?? Number.NaN);
     if (expected !== undefined && !Number.isInteger(expected)) return c.json({ detail: 'If-Match must be a version ETag, e.g. "3"' }, 400);
@@ -146,6 +147,10 @@ export function createAdminApp(d: AdminDeps): OpenAPIHono<Env> {
     }),
     async (c) => {
       try {
+        if (d.runtime.file) {
+          const { version } = d.runtime.state;
+          return c.json({ version, document: d.runtime.document, node: d.runtime.state, file: d.runtime.file }, 200, { ETag: `"${version}"` });
+        }
         const current = await d.store.current();
         const version = current?.version ?? 0;
         return c.json({ version, document: current?.document ?? d.runtime.document, node: d.runtime.state }, 200, { ETag: `"${version}"` });
@@ -163,6 +168,7 @@ export function createAdminApp(d: AdminDeps): OpenAPIHono<Env> {
       request: { body: { content: { 'application/json': { schema: documentSchema } }, required: true } },
       responses: {
         200: json(versioned, 'stored as the next version'),
+        409: json(errorBody, 'POLICY_SOURCE=file: the document is a file'),
         412: json(errorBody, 'If-Match names a stale version'),
         422: json(validationBody, 'invalid document, nothing changed'),
         ...authErrors,

@@ -31,6 +31,7 @@ describe('loadConfig', () => {
     ['LEASE_COLD_TOKENS', '3', (c) => c.leaseColdTokens, 3],
     ['LOG_LEVEL', 'debug', (c) => c.logLevel, 'debug'],
     ['POLICY_FILE', 'config/policies.json', (c) => c.policyFile, 'config/policies.json'],
+    ['POLICY_SOURCE', 'file', (c) => c.policySource, 'file'],
     ['CLIENTS_FILE', 'config/clients.json', (c) => c.clientsFile, 'config/clients.json'],
     ['TRUSTED_PROXIES', '10.0.0.0/8, fd00::/8', (c) => c.trustedProxies, ['10.0.0.0/8', 'fd00::/8']],
     ['IPV6_PREFIX', '56', (c) => c.ipv6Prefix, 56],

@@ -64,6 +64,7 @@ const schema = z.object({
   LEASE_COLD_TOKENS: int(1, 1_000_000).default(1),
   LOG_LEVEL: z.enum(['error', 'warn', 'info', 'debug'], { error: 'one of error, warn, info, debug' }).default('info'),
   POLICY_FILE: z.string().min(1).optional(),
+  POLICY_SOURCE: z.enum(['redis', 'file'], { error: 'redis or file' }).default('redis'),
   CLIENTS_FILE: z.string().min(1).optional(),
   TRUSTED_PROXIES: z
     .string()
@@ -83,6 +84,10 @@ const schema = z.object({
   .refine((c) => c.LEASE_TTL_MS >= 4 * c.REDIS_TIMEOUT_MS, {
     path: ['LEASE_TTL_MS'],
     message: 'at least 4 × REDIS_TIMEOUT_MS (a lease must outlive the call that brings it)',
+  })
+  .refine((c) => c.POLICY_SOURCE !== 'file' || c.POLICY_FILE !== undefined, {
+    path: ['POLICY_SOURCE'],
+    message: 'redis, or file together with POLICY_FILE (the file that is the document)',
   })
   .refine((c) => c.SHUTDOWN_TIMEOUT_MS === 0 || c.SHUTDOWN_DRAIN_MS < c.SHUTDOWN_TIMEOUT_MS, {
     path: ['SHUTDOWN_DRAIN_MS'],
@@ -119,6 +124,7 @@ export type Config = Readonly<{
   leaseColdTokens: number;
   logLevel: 'error' | 'warn' | 'info' | 'debug';
   policyFile: string | undefined;
+  policySource: 'redis' | 'file';
   clientsFile: string | undefined;
   trustedProxies: string[];
   ipv6Prefix: number;
@@ -175,6 +181,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     leaseColdTokens: c.LEASE_COLD_TOKENS,
     logLevel: c.LOG_LEVEL,
     policyFile: c.POLICY_FILE,
+    policySource: c.POLICY_SOURCE,
     clientsFile: c.CLIENTS_FILE,
     trustedProxies: c.TRUSTED_PROXIES ? c.TRUSTED_PROXIES.split(',').map((x) => x.trim()) : [],
     ipv6Prefix: c.IPV6_PREFIX,

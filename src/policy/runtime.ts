@@ -20,15 +20,15 @@
  * the last good one stays, and the error is logged.
  */
 import { isDeepStrictEqual } from 'node:util';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { type FSWatcher, readFileSync, statSync, watch } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { ClientRecord, PolicyChange, PolicyStore, StoredPolicy } from '../core/types.js';
 import { type Logger, throttled } from '../log/logger.js';
 import { type PolicyDocument, parsePolicyDocument } from './document.js';
 import type { ClientRegistry } from './registry.js';
 import { type CompiledPolicies, compilePolicies } from './rules.js';
 
-export type PolicySource = 'store' | 'local copy' | 'seed';
+export type PolicySource = 'store' | 'local copy' | 'seed' | 'file';
 
 /** What `DATA_DIR/last-policy.json` holds. */
 type LocalCopy = { policy: StoredPolicy; clients: [string, ClientRecord][] };
@@ -50,6 +50,13 @@ export type PolicyRuntimeOptions = {
   /** Persists a local copy; the embedded store does that itself. */
   saveLocalCopy?: (path: string, data: string) => void;
   checkIntervalMs?: number;
+  /**
+   * `POLICY_SOURCE=file`: the document is this file on every node, never the store's. It is
+   * watched (the file and its directory, so a Kubernetes ConfigMap's symlink swap is seen)
+   * and checked every `checkIntervalMs`; a new file that fails validation is refused and the
+   * last good one kept. The registry still lives in the store.
+   */
+  file?: string | undefined;
 };
 
 export class PolicyRuntime {
@@ -87,10 +94,14 @@ export class PolicyRuntime {
   }
 
   async start(): Promise<void> {
-    try {
-      await this.#loadOrSeed();
-    } catch (err) {
-      this.#startOffline(err as Error);
+    if (this.#o.file) {
+      this.#startFileMode(this.#o.file);
+    } else {
+      try {
+        await this.#loadOrSeed();
+      } catch (err) {
+        this.#startOffline(err as Error);
+      }
     }
     await this.#subscribe();
     const every = this.#o.checkIntervalMs ?? 1000;
@@ -100,6 +111,8 @@ export class PolicyRuntime {
 
   async stop(): Promise<void> {
     clearInterval(this.#timer);
+    for (const w of this.#watchers) w.close();
+    clearTimeout(this.#fileDebounce);
     await this.#unsubscribe?.().catch(() => {});
   }
 
@@ -112,7 +125,13 @@ export class PolicyRuntime {
   }
 
   async #sync(): Promise<void> {
+    if (this.#o.file) this.#checkFile();
     try {
+      if (this.#o.file) {
+        if (!this.#unsubscribe) await this.#subscribe();
+        await this.#syncClients();
+        return;
+      }
       if (this.#source !== 'store') {
         await this.#loadOrSeed();
         this.#o.logger.info('policy store reachable again: running its document', { version: this.#version });
@@ -120,15 +139,94 @@ export class PolicyRuntime {
       if (!this.#unsubscribe) await this.#subscribe();
       const v = await this.#o.store.currentVersion();
       if (v > this.#version) await this.#applyVersion(v);
-      const cv = await this.#o.store.clientsVersion();
-      if (cv !== this.#clientsVersion) {
-        this.#o.registry.replaceAll(await this.#o.store.clients());
-        this.#clientsVersion = cv;
-        this.#saveLocalCopy();
-      }
+      await this.#syncClients();
     } catch (err) {
       this.#logSyncFailure((suppressed) => this.#o.logger.warn('policy store check failed; running the last document', { error: (err as Error).message, suppressed }));
     }
+  }
+
+  /** An empty registry in the store takes CLIENTS_FILE's records. */
+  async #seedClients(): Promise<void> {
+    const store = this.#o.store;
+    if (!this.#o.seedClients || this.#o.seedClients.size === 0 || (await store.clients()).size > 0) return;
+    for (const [h, rec] of this.#o.seedClients.entries()) await store.setClient(h, rec, { actor: 'seed', summary: 'seeded from CLIENTS_FILE' });
+  }
+
+  async #syncClients(): Promise<void> {
+    const cv = await this.#o.store.clientsVersion();
+    if (cv !== this.#clientsVersion) {
+      this.#o.registry.replaceAll(await this.#o.store.clients());
+      this.#clientsVersion = cv;
+      this.#saveLocalCopy();
+    }
+  }
+
+  readonly #watchers: FSWatcher[] = [];
+  #fileDebounce: NodeJS.Timeout | undefined;
+  #fileStamp = '';
+  readonly #logFileRefused = throttled(10_000);
+
+  #startFileMode(path: string): void {
+    this.#version = 1;
+    this.#source = 'file';
+    this.#fileStamp = this.#stamp(path);
+    // The directory too: an editor or a ConfigMap replaces the file (rename, symlink swap),
+    // which ends a watch on the file itself.
+    for (const target of [path, dirname(path)]) {
+      try {
+        const w = watch(target, () => {
+          clearTimeout(this.#fileDebounce);
+          this.#fileDebounce = setTimeout(() => this.#checkFile(), 100);
+          this.#fileDebounce.unref();
+        });
+        w.on('error', () => {});
+        w.unref();
+        this.#watchers.push(w);
+      } catch {
+        // Not watchable (some file systems): the periodic check still sees changes.
+      }
+    }
+    void this.#seedClients()
+      .then(() => this.#syncClients())
+      .catch(() => {});
+  }
+
+  /** The policy file when `POLICY_SOURCE=file` (admin writes to the document are refused). */
+  get file(): string | undefined {
+    return this.#o.file;
+  }
+
+  /** What identifies the file's content now: size, mtime and inode of what the path resolves to. */
+  #stamp(path: string): string {
+    try {
+      const st = statSync(path);
+      return `${st.ino}:${st.size}:${st.mtimeMs}`;
+    } catch {
+      return 'missing';
+    }
+  }
+
+  /** Re-reads the policy file if it changed; a bad one is refused and the last good one stays. */
+  #checkFile(): void {
+    const path = this.#o.file as string;
+    const stamp = this.#stamp(path);
+    if (stamp === this.#fileStamp) return;
+    this.#fileStamp = stamp;
+    let raw: unknown;
+    try {
+      raw = JSON.parse(readFileSync(path, 'utf8'));
+    } catch (err) {
+      this.#logFileRefused((suppressed) => this.#o.logger.error('policy file unreadable; the last good document stays', { file: path, error: (err as Error).message, suppressed }));
+      return;
+    }
+    if (isDeepStrictEqual(raw, this.#document)) return;
+    const parsed = parsePolicyDocument(raw);
+    if (!parsed.ok) {
+      this.#o.logger.error('policy file refused; the last good document stays', { file: path, errors: parsed.errors.slice(0, 5) });
+      return;
+    }
+    this.#apply({ version: this.#version + 1, document: parsed.document }, 'file');
+    this.#o.logger.info('policy file changed: applied', { file: path, version: this.#version });
   }
 
   /** Listens for announcements; without them, the periodic check still catches up (and retries this). */
@@ -150,10 +248,7 @@ export class PolicyRuntime {
       current = r.ok ? { version: r.version, document: this.#o.seed } : await store.current();
       if (current) this.#o.logger.info('policy store was empty: seeded it', { from: this.#o.seedName, version: current.version });
     }
-    const clients = await store.clients();
-    if (clients.size === 0 && this.#o.seedClients && this.#o.seedClients.size > 0) {
-      for (const [h, rec] of this.#o.seedClients.entries()) await store.setClient(h, rec, { actor: 'seed', summary: 'seeded from CLIENTS_FILE' });
-    }
+    await this.#seedClients();
     this.#clientsVersion = await store.clientsVersion();
     this.#o.registry.replaceAll(await store.clients());
     if (current) this.#apply(current, 'store');
@@ -192,6 +287,7 @@ export class PolicyRuntime {
 
   #onChange(c: PolicyChange): void {
     if (c.kind === 'policy') {
+      if (this.#o.file) return; // the file is the document
       if (c.version > this.#version) void this.#applyVersion(c.version).catch(() => {});
     } else {
       this.#o.store.client(c.keyHash).then(
