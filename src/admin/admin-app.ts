@@ -47,7 +47,8 @@ const validationBody = z
   .object({ detail: z.string(), errors: z.array(z.object({ path: z.string(), message: z.string() })) })
   .openapi('ValidationErrors');
 const versioned = z.object({ version: z.number().int() }).openapi('Version');
-const documentSchema = (policyDocumentSchema as unknown as z.ZodTypeAny).openapi('PolicyDocument');
+// The engine's own schema, inline (a zod schema made outside @hono/zod-openapi has no .openapi()).
+const documentSchema = policyDocumentSchema as unknown as z.ZodTypeAny;
 const apiKeyBody = z.object({ apiKey: z.string().min(1).max(256) }).strict().openapi('ApiKey');
 const clientBody = z
   .object({
