@@ -33,7 +33,7 @@ afterAll(async () => {
 });
 
 async function node(env: Record<string, string> = {}): Promise<Node> {
-  const n = await startNode({ REDIS_URL: redis.url, ...ADMIN, ...env });
+  const n = await startNode({ REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '1000', ...ADMIN, ...env });
   nodes.push(n);
   return n;
 }

@@ -27,8 +27,10 @@ afterAll(async () => {
 });
 
 async function twoNodes(env: Record<string, string> = {}): Promise<[Node, Node]> {
-  const a = await startNode({ REDIS_URL: redis.url, ...env });
-  const b = await startNode({ REDIS_URL: redis.url, ...env });
+  // A deadline no load on this machine reaches: these tests check the guarantee with Redis
+  // healthy, and a timed-out call would decide in degraded mode (per-node shares).
+  const a = await startNode({ REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '2000', ...env });
+  const b = await startNode({ REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '2000', ...env });
   nodes.push(a, b);
   return [a, b];
 }

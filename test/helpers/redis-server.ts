@@ -43,8 +43,20 @@ export class RedisProcess {
     return `redis://127.0.0.1:${this.port}`;
   }
 
+  /**
+   * Starts a server on a free port. Between finding the port free and redis-server binding
+   * it, another process can take it: then the server exits at once, and this tries another.
+   */
   static async start(extraArgs: string[] = []): Promise<RedisProcess> {
-    return RedisProcess.startOnPort(await freePort(), extraArgs);
+    let last: unknown;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        return await RedisProcess.startOnPort(await freePort(), extraArgs);
+      } catch (err) {
+        last = err;
+      }
+    }
+    throw last;
   }
 
   static async startOnPort(port: number, extraArgs: string[] = []): Promise<RedisProcess> {
@@ -58,8 +70,11 @@ export class RedisProcess {
   async restart(): Promise<void> {
     const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir, ...this.extraArgs];
     this.proc = spawn('redis-server', args, { stdio: 'ignore' });
-    const deadline = Date.now() + 5000;
+    // Generous: several servers may start at once on a loaded two-core machine.
+    const deadline = Date.now() + 15_000;
+    const proc = this.proc;
     while (Date.now() < deadline) {
+      if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`redis-server on port ${this.port} exited at start (port taken?)`);
       const c = new Redis(this.url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
       c.on('error', () => {});
       try {
