@@ -11,7 +11,8 @@
  *   resilience     breaker, health monitor         -> core, log
  *   policy         document, rules, engine         -> core, log
  *   config         the environment                 -> core
- *   http           Hono app and middleware         -> core, log, policy
+ *   metrics        counters and the prom registry  -> core
+ *   http           Hono app and middleware         -> core, log, policy, metrics
  *   admin          the operators' API              -> core, log, policy
  *   service, main, index: the composition root    -> anything
  */
@@ -35,7 +36,8 @@ module.exports = {
     layer('resilience', ['core', 'log']),
     layer('policy', ['core', 'log']),
     layer('config', ['core']),
-    layer('http', ['core', 'log', 'policy']),
+    layer('metrics', ['core']),
+    layer('http', ['core', 'log', 'policy', 'metrics']),
     layer('admin', ['core', 'log', 'policy']),
   ],
   options: {

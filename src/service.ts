@@ -25,6 +25,10 @@ import { createJwtVerifier } from './policy/jwt.js';
 import { documentFromPolicy, loadPolicyFile } from './policy/load.js';
 import { ClientRegistry } from './policy/registry.js';
 import { PolicyRuntime } from './policy/runtime.js';
+import { ViolationLog } from './log/violations.js';
+import { type RedisCallObserver, createMetrics } from './metrics/registry.js';
+import { RequestCounters } from './metrics/request-counters.js';
+import type { Registry } from 'prom-client';
 import type { CompiledPolicies } from './policy/rules.js';
 import { FilePolicyStore, writeFileAtomic } from './store/file-policy-store.js';
 import { RedisPolicyStore } from './store/redis-policy-store.js';
@@ -44,6 +48,8 @@ export type Service = {
   /** The policy of the environment (the document's only one without POLICY_FILE). */
   policy: Policy;
   engine: PolicyEngine;
+  /** The node's Prometheus metrics (served by the admin listener). */
+  metrics: Registry;
   runtime: PolicyRuntime;
   policyStore: PolicyStore;
   registry: ClientRegistry;
@@ -75,6 +81,8 @@ export type ListeningService = Service & {
 
 export function createService(config: Config, deps: { logger: Logger; clock?: Clock }): Service {
   const { logger } = deps;
+  // Set once the metrics exist; the Redis store reports every call through it.
+  let observeRedisCall: RedisCallObserver = () => {};
   const clock = deps.clock ?? systemClock;
   const usesRedis = Boolean(config.redisUrl || config.redisClusterNodes);
   const hashKey = createKeyHasher(config.keyHashSecret);
@@ -88,14 +96,17 @@ export function createService(config: Config, deps: { logger: Logger; clock?: Cl
         commandTimeoutMs: config.redisTimeoutMs,
         keyPrefix: config.redisKeyPrefix,
         hashKey,
+        onCall: (command, seconds, error) => observeRedisCall(command, seconds, error),
       })
     : new MemoryStore({ clock });
   let monitor: HealthMonitor | undefined;
   // A flapping Redis must not flood the log: each direction at most once per 10 s, with a count.
   const logOpen = throttled(10_000);
   const logClosed = throttled(10_000);
+  const transitions = { degraded: 0, global: 0 };
   const breaker = new CircuitBreaker({
     onChange: (state, reason) => {
+      transitions[state === 'open' ? 'degraded' : 'global']++;
       if (state === 'open') {
         logOpen((suppressed) =>
           logger.warn('redis unavailable: switching to degraded mode', { degradedMode: config.degradedMode, liveNodes: monitor?.liveNodes, reason, suppressed }),
@@ -170,7 +181,21 @@ export function createService(config: Config, deps: { logger: Logger; clock?: Cl
       failOpenAllowed: manager.stats.failOpenAllowed,
     };
   };
-  const app = createApp({ engine, health, logger });
+  const counters = new RequestCounters();
+  const violations = new ViolationLog({ logger });
+  const metrics = createMetrics({
+    counters,
+    lease: () => manager.stats,
+    localKeys: () => manager.size,
+    waiting: () => manager.waiting,
+    breaker: () => (usesRedis ? breaker.state : 'closed'),
+    transitions: () => transitions,
+    liveNodes: () => monitor?.liveNodes ?? 1,
+    policy: () => ({ version: runtime.state.version, reloadsOk: runtime.reloads.ok, reloadsRefused: runtime.reloads.refused, lastReloadMs: runtime.reloads.lastMs }),
+    violationsNotLogged: () => violations.droppedTotal,
+  });
+  observeRedisCall = metrics.observeRedisCall;
+  const app = createApp({ engine, health, logger, handler: { counters, violations, hashClient: hashKey } });
 
   return {
     app,
@@ -180,6 +205,7 @@ export function createService(config: Config, deps: { logger: Logger; clock?: Cl
     monitor,
     policy,
     engine,
+    metrics: metrics.registry,
     runtime,
     policyStore,
     registry,
@@ -236,6 +262,7 @@ export async function startService(config: Config, deps: { logger: Logger; clock
     registry: svc.registry,
     logger: deps.logger,
     health: () => ({ ...svc.health(), nodeId: svc.monitor?.nodeId, policy: svc.runtime.state, lease: svc.manager.stats, engine: svc.engine.stats }),
+    metrics: svc.metrics,
   });
   const adminNode = createNodeServer(admin.fetch as Parameters<typeof createNodeServer>[0]);
   const adminPort = await listen(adminNode.server, config.adminPort, config.adminHost);

@@ -18,6 +18,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
+import type { Registry } from 'prom-client';
 import { type BucketAdmin, type ClientRecord, type PolicyStore, StoreUnavailableError } from '../core/types.js';
 import type { Logger } from '../log/logger.js';
 import { policyDocumentSchema, type PolicyDocument, parsePolicyDocument, formatPath } from '../policy/document.js';
@@ -38,6 +39,8 @@ export type AdminDeps = {
   logger: Logger;
   /** The node's detailed state for the admin /health. */
   health: () => Record<string, unknown>;
+  /** Served at `GET /metrics` (Prometheus text format, no token). */
+  metrics?: Registry;
 };
 
 type Env = { Variables: { actor: string } };
@@ -93,6 +96,10 @@ export function createAdminApp(d: AdminDeps): OpenAPIHono<Env> {
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
 
   app.get('/health', (c) => c.json(d.health()));
+  app.get('/metrics', async (c) => {
+    if (!d.metrics) return c.json({ detail: 'Not Found' }, 404);
+    return c.body(await d.metrics.metrics(), 200, { 'Content-Type': d.metrics.contentType });
+  });
 
   // Every policy and client route: a configured, matching bearer token (constant-time compare).
   for (const path of ['/admin/policy', '/admin/policy/*', '/admin/clients', '/admin/clients/*']) {

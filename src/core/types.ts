@@ -37,7 +37,12 @@ export type Decision = {
   policy: Policy;
   /** Denied because new keys arrive faster than the node admits them, not by the policy. */
   shed?: true;
+  /** How it was decided: from held tokens, after a store call, or without the store. */
+  source: DecisionSource;
 };
+
+/** `local`: held tokens or a known-dry bucket; `global`: after a store call; `degraded`/`fail_open`: without the store. */
+export type DecisionSource = 'local' | 'global' | 'degraded' | 'fail_open';
 
 /** Anything that decides requests; the lease manager is one. */
 export interface Limiter {

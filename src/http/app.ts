@@ -9,7 +9,7 @@
 import { Hono } from 'hono';
 import type { Logger } from '../log/logger.js';
 import type { PolicyEngine } from '../policy/engine.js';
-import { createPolicyHandler } from './policy-handler.js';
+import { type PolicyHandlerOptions, createPolicyHandler } from './policy-handler.js';
 import type { RateLimitEnv } from './rate-limit-middleware.js';
 
 /** What GET /health reports. */
@@ -24,6 +24,8 @@ export type HealthReport = {
 
 export type AppDeps = {
   engine: PolicyEngine;
+  /** Metrics counters, the violation log and how clients are named in it. */
+  handler?: PolicyHandlerOptions;
   /** The node's state as last observed: answered from memory, never a Redis call per request. */
   health: () => HealthReport;
   logger: Logger;
@@ -37,7 +39,7 @@ export function createApp(deps: AppDeps): Hono<RateLimitEnv> {
     return c.json(report, report.status === 'draining' ? 503 : 200);
   });
 
-  app.all('*', createPolicyHandler(deps.engine));
+  app.all('*', createPolicyHandler(deps.engine, deps.handler));
 
   app.notFound((c) => c.json({ detail: 'Not Found' }, 404));
   app.onError((err, c) => {

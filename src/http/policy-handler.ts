@@ -13,12 +13,15 @@
  *   the store cannot answer in `closed` mode. Always JSON; nothing a client sends
  *   produces a 500.
  */
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Context } from 'hono';
 import { type Decision, StoreUnavailableError } from '../core/types.js';
 import type { Outcome, PolicyEngine, RequestInput } from '../policy/engine.js';
 import { mostConstraining, rateLimitHeader, rateLimitPolicyList, resetSeconds, retryAfterSeconds } from './rate-limit-headers.js';
+import type { ViolationLog } from '../log/violations.js';
 import type { RateLimitEnv } from './rate-limit-middleware.js';
+import type { RequestCounters, RequestDecision } from '../metrics/request-counters.js';
 
 type NodeBindings = { incoming?: IncomingMessage; outgoing?: ServerResponse };
 
@@ -71,15 +74,51 @@ function limitHeaders(o: { rule: { limits: readonly import('../core/types.js').P
 const json = (status: number, body: unknown, headers: Record<string, string> = {}) =>
   new Response(JSON.stringify(body), { status, headers: { ...headers, 'Content-Type': 'application/json' } });
 
-export function createPolicyHandler(engine: PolicyEngine) {
+export type PolicyHandlerOptions = {
+  counters?: RequestCounters;
+  violations?: ViolationLog;
+  /** Names a client in logs (the keyed hash). */
+  hashClient?: (clientId: string) => string;
+};
+
+const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
+
+/** What `ratelimit_requests_total` counts an outcome as. */
+export function requestDecision(o: Outcome): RequestDecision {
+  switch (o.kind) {
+    case 'no-rule':
+      return 'no_rule';
+    case 'method-not-allowed':
+      return 'method_not_allowed';
+    case 'refused':
+      return o.status === 403 ? 'deny_listed' : 'refused';
+    case 'allow-listed':
+      return 'allow_listed';
+    case 'denied':
+      return o.denied.shed ? 'shed' : 'denied';
+    case 'allowed':
+      if (o.shadowDenied) return 'shadow_denied';
+      return o.decisions.some((d) => d.source === 'fail_open') ? 'fail_open' : 'allowed';
+  }
+}
+
+export function createPolicyHandler(engine: PolicyEngine, o: PolicyHandlerOptions = {}) {
+  const counters = o.counters;
   return async function limitedRoute(c: Context<RateLimitEnv>): Promise<Response> {
     let outcome: Outcome;
     try {
       const r = engine.decide(requestInput(c));
       outcome = r instanceof Promise ? await r : r;
     } catch (err) {
-      if (err instanceof StoreUnavailableError) return json(503, { detail: 'Rate limiter unavailable' }, { 'Retry-After': '1' });
+      if (err instanceof StoreUnavailableError) {
+        counters?.request('', 'unavailable');
+        return json(503, { detail: 'Rate limiter unavailable' }, { 'Retry-After': '1' });
+      }
       throw err;
+    }
+    if (counters) {
+      counters.request('rule' in outcome && outcome.rule ? outcome.rule.name : '', requestDecision(outcome));
+      if (outcome.kind === 'allowed' || outcome.kind === 'denied') for (const d of outcome.decisions) counters.limit(d, outcome.rule.cost);
     }
     switch (outcome.kind) {
       case 'no-rule':
@@ -91,10 +130,18 @@ export function createPolicyHandler(engine: PolicyEngine) {
       case 'allow-listed':
         return c.json({ ok: true });
       case 'denied': {
+        const given = c.req.header('x-request-id');
+        const requestId = given !== undefined && REQUEST_ID.test(given) ? given : randomUUID();
+        if (o.violations && o.hashClient) {
+          o.violations.denied(
+            { policy: outcome.denied.policy.name, rule: outcome.rule.name, clientId: outcome.clientId, route: c.req.path, retryAfterMs: outcome.denied.retryAfterMs, requestId },
+            o.hashClient,
+          );
+        }
         const top = mostConstraining(outcome.decisions);
         const denied = outcome.denied;
         const retryMs = Math.max(...outcome.decisions.filter((d) => !d.allowed).map((d) => d.retryAfterMs));
-        const headers = { ...limitHeaders(outcome, top), 'Retry-After': String(retryAfterSeconds({ ...denied, retryAfterMs: retryMs })) };
+        const headers = { ...limitHeaders(outcome, top), 'Retry-After': String(retryAfterSeconds({ ...denied, retryAfterMs: retryMs })), 'X-Request-Id': requestId };
         const detail = denied.shed ? 'Too many new clients: retry shortly' : 'Too Many Requests';
         return json(429, { detail, retry_after_ms: retryMs, policy: denied.policy.name }, headers);
       }

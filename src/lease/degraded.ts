@@ -19,10 +19,10 @@ import type { KeyState } from './key-state.js';
 export function degradedDecision(mode: DegradedMode, k: KeyState, liveNodes: number, nowMs: number): Decision {
   const p = k.policy;
   if (mode === 'closed') throw new StoreUnavailableError('global store unavailable (degraded mode closed)');
-  if (mode === 'open') return { allowed: true, limit: p.capacity, remaining: p.capacity, resetMs: 0, retryAfterMs: 0, policy: p };
+  if (mode === 'open') return { allowed: true, limit: p.capacity, remaining: p.capacity, resetMs: 0, retryAfterMs: 0, policy: p, source: 'fail_open' };
   const n = Math.max(1, liveNodes);
   const share = { capacity: Math.max(1, p.capacity / n), refillPerSec: p.refillPerSec / n };
   const t = takeToken(k.fallback, share, nowMs);
   k.fallback = t.bucket;
-  return { allowed: t.allowed, limit: p.capacity, remaining: t.remaining, resetMs: t.fullInMs, retryAfterMs: t.retryAfterMs, policy: p };
+  return { allowed: t.allowed, limit: p.capacity, remaining: t.remaining, resetMs: t.fullInMs, retryAfterMs: t.retryAfterMs, policy: p, source: 'degraded' };
 }

@@ -31,6 +31,7 @@ import {
   type BucketStore,
   type Clock,
   type Decision,
+  type DecisionSource,
   type DegradedMode,
   type LeaseReply,
   type Policy,
@@ -101,6 +102,11 @@ export type LeaseStats = {
   failOpenAllowed: number;
   /** First requests of new keys shed because new keys arrived faster than `newKeysPerSec`. */
   newKeysShed: number;
+  /** Tokens the store granted this node, and unused ones it gave back. */
+  tokensGranted: number;
+  tokensReturned: number;
+  /** Key states the LRU pushed out. */
+  evictions: number;
 };
 
 /**
@@ -125,6 +131,9 @@ export class LeaseManager {
     degradedDecisions: 0,
     failOpenAllowed: 0,
     newKeysShed: 0,
+    tokensGranted: 0,
+    tokensReturned: 0,
+    evictions: 0,
   };
   readonly #store: BucketStore;
   readonly #clock: Clock;
@@ -167,6 +176,7 @@ export class LeaseManager {
       probationShare: options.probationShare ?? 0.2,
       newKeysPerSec: options.newKeysPerSec ?? 3000,
       onEvict: (k) => {
+        this.stats.evictions++;
         k.evicted = true;
         this.#returns.queue(k);
       },
@@ -185,6 +195,13 @@ export class LeaseManager {
   /** (Policy, client) states held in memory. */
   get size(): number {
     return this.#keys.size;
+  }
+
+  /** Requests waiting on a store call now (counted at scrape time: it walks the keys). */
+  get waiting(): number {
+    let n = 0;
+    for (const k of this.#keys.values()) n += k.waiters.length;
+    return n;
   }
 
   /** Returns queued and not yet sent. */
@@ -242,7 +259,7 @@ export class LeaseManager {
 
     if (k.spendable(now, cost, hold ? this.#maxHoldMs : 0)) {
       this.stats.localDecisions++;
-      const d = this.#spend(k, now, cost, hold);
+      const d = this.#spend(k, now, cost, hold, 'local');
       if (!k.inflight && k.deniedUntil <= now && !this.#breaker?.isOpen && (k.lease?.tokens ?? 0) < lowWater(k.intervalMs, k.lastGrant, this.#sizing)) {
         this.#lease(k, now);
       }
@@ -250,7 +267,7 @@ export class LeaseManager {
     }
     if (k.deniedUntil > now) {
       this.stats.localDecisions++;
-      return this.#denial(k, now);
+      return this.#denial(k, now, 'local');
     }
     if (!k.inflight && this.#breaker && !this.#breaker.tryCall()) {
       try {
@@ -336,7 +353,7 @@ export class LeaseManager {
     this.#logShed((suppressed) =>
       this.#log.warn('new client keys arrive faster than allowed: shedding their first requests', { suppressed }),
     );
-    return { allowed: false, limit: p.capacity, remaining: 0, resetMs: 0, retryAfterMs: this.#keys.newKeyWaitMs(), policy: p, shed: true };
+    return { allowed: false, limit: p.capacity, remaining: 0, resetMs: 0, retryAfterMs: this.#keys.newKeyWaitMs(), policy: p, shed: true, source: 'local' };
   }
 
   /** The store call, as a promise even if the store throws synchronously (a custom store, a bug). */
@@ -353,7 +370,7 @@ export class LeaseManager {
     void call.finally(() => this.#pending.delete(call));
   }
 
-  #spend(k: KeyState, now: number, cost: number, hold: boolean): Decision {
+  #spend(k: KeyState, now: number, cost: number, hold: boolean, source: DecisionSource): Decision {
     const lease = k.lease as NonNullable<KeyState['lease']>;
     lease.tokens -= cost;
     if (hold) lease.reserved += cost;
@@ -367,10 +384,11 @@ export class LeaseManager {
       resetMs: Math.ceil(((p.capacity - remaining) * 1000) / p.refillPerSec),
       retryAfterMs: 0,
       policy: p,
+      source,
     };
   }
 
-  #denial(k: KeyState, now: number): Decision {
+  #denial(k: KeyState, now: number, source: DecisionSource): Decision {
     const p = k.policy;
     return {
       allowed: false,
@@ -379,6 +397,7 @@ export class LeaseManager {
       resetMs: Math.ceil((p.capacity * 1000) / p.refillPerSec),
       retryAfterMs: Math.max(1, Math.ceil(k.deniedUntil - now)),
       policy: p,
+      source,
     };
   }
 
@@ -439,6 +458,7 @@ export class LeaseManager {
     // not hand out a fresh share each time. Left alone, it refills by itself.
     const now = this.#clock.nowMs();
     k.lease = applyReply(k.lease, reply, sentAt, unusedAtSend, this.#ttlMs);
+    this.stats.tokensGranted += reply.granted;
     k.lastGrant = reply.granted;
     k.globalRemaining = reply.remaining;
     k.globalAt = now;
@@ -467,7 +487,7 @@ export class LeaseManager {
       const w = k.waiters[0] as Waiter;
       if (!k.spendable(now, w.cost, w.hold ? this.#maxHoldMs : 0)) break;
       k.waiters.shift();
-      w.resolve(this.#spend(k, now, w.cost, w.hold));
+      w.resolve(this.#spend(k, now, w.cost, w.hold, 'global'));
     }
     // The global bucket has no whole token left: once the held ones are spent, deny here
     // until one is back, without asking.
@@ -477,7 +497,7 @@ export class LeaseManager {
     // Too early is safe: the next call just asks Redis again.
     if (reply.retryAfterMs > 0) k.deniedUntil = (sentAt + now) / 2 + reply.retryAfterMs;
     if (reply.granted < need) {
-      for (const w of k.waiters.splice(0)) w.resolve(this.#denial(k, now));
+      for (const w of k.waiters.splice(0)) w.resolve(this.#denial(k, now, 'global'));
     } else if (k.waiters.length > 0) {
       // These arrived while the call was in flight: one more call, with them counted in it.
       this.#lease(k, now);
@@ -534,6 +554,7 @@ export class LeaseManager {
       return undefined;
     }
     this.stats.returnCalls++;
+    this.stats.tokensReturned += report.unused;
     const call = this.#storeLease(k, { need: 0, extra: 0, leaseTtlMs: this.#ttlMs, report }).then(
       () => undefined,
       (err: unknown) => {

@@ -43,8 +43,8 @@ export type Outcome =
   | { kind: 'refused'; status: 400 | 401 | 403; detail: string; rule?: CompiledRule }
   | { kind: 'allow-listed'; rule: CompiledRule }
   /** Every limit allowed (or a shadow rule denied: `shadowDenied`). `decisions` follow `rule.limits`. */
-  | { kind: 'allowed'; rule: CompiledRule; decisions: Decision[]; shadowDenied: boolean }
-  | { kind: 'denied'; rule: CompiledRule; decisions: Decision[]; denied: Decision };
+  | { kind: 'allowed'; rule: CompiledRule; clientId: string; decisions: Decision[]; shadowDenied: boolean }
+  | { kind: 'denied'; rule: CompiledRule; clientId: string; decisions: Decision[]; denied: Decision };
 
 export type EngineDeps = {
   limiter: MultiLimiter;
@@ -173,7 +173,7 @@ export class PolicyEngine {
     const limiter = this.#d.limiter;
     if (rule.limits.length === 1) {
       const r = limiter.check(clientId, rule.limits[0] as Policy, rule.cost);
-      return r instanceof Promise ? r.then((d) => this.#outcome(rule, [d])) : this.#outcome(rule, [r]);
+      return r instanceof Promise ? r.then((d) => this.#outcome(rule, clientId, [d])) : this.#outcome(rule, clientId, [r]);
     }
     const results = rule.limits.map((p) => limiter.acquire(clientId, p, rule.cost));
     const settle = (ds: Decision[]) => {
@@ -182,7 +182,7 @@ export class PolicyEngine {
       ds.forEach((x, i) => {
         if (x.allowed) limiter.settle(clientId, rule.limits[i] as Policy, rule.cost, all);
       });
-      return this.#outcome(rule, ds);
+      return this.#outcome(rule, clientId, ds);
     };
     if (!results.some((r) => r instanceof Promise)) return settle(results as Decision[]);
     return Promise.allSettled(results).then((settled) => {
@@ -198,13 +198,13 @@ export class PolicyEngine {
     });
   }
 
-  #outcome(rule: CompiledRule, decisions: Decision[]): Outcome {
+  #outcome(rule: CompiledRule, clientId: string, decisions: Decision[]): Outcome {
     const denied = decisions.find((x) => !x.allowed);
-    if (!denied) return { kind: 'allowed', rule, decisions, shadowDenied: false };
+    if (!denied) return { kind: 'allowed', rule, clientId, decisions, shadowDenied: false };
     if (rule.shadow) {
       this.stats.shadowDenied++;
-      return { kind: 'allowed', rule, decisions, shadowDenied: true };
+      return { kind: 'allowed', rule, clientId, decisions, shadowDenied: true };
     }
-    return { kind: 'denied', rule, decisions, denied };
+    return { kind: 'denied', rule, clientId, decisions, denied };
   }
 }

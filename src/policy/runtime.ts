@@ -93,6 +93,9 @@ export class PolicyRuntime {
     return { version: this.#version, source: this.#source, seedDiffers: this.#seedDiffers };
   }
 
+  /** Documents applied and refused since start, and when the last one was applied (wall ms). */
+  readonly reloads = { ok: 0, refused: 0, lastMs: Date.now() };
+
   async start(): Promise<void> {
     if (this.#o.file) {
       this.#startFileMode(this.#o.file);
@@ -222,6 +225,7 @@ export class PolicyRuntime {
     if (isDeepStrictEqual(raw, this.#document)) return;
     const parsed = parsePolicyDocument(raw);
     if (!parsed.ok) {
+      this.reloads.refused++;
       this.#o.logger.error('policy file refused; the last good document stays', { file: path, errors: parsed.errors.slice(0, 5) });
       return;
     }
@@ -309,9 +313,12 @@ export class PolicyRuntime {
   #apply(stored: StoredPolicy, source: PolicySource): boolean {
     const parsed = parsePolicyDocument(stored.document);
     if (!parsed.ok) {
+      this.reloads.refused++;
       this.#o.logger.error('refused an invalid policy document from the store; the last good one stays', { version: stored.version, errors: parsed.errors.slice(0, 5) });
       return false;
     }
+    this.reloads.ok++;
+    this.reloads.lastMs = Date.now();
     const next = compilePolicies(parsed.document);
     const changed: string[] = [];
     for (const [name, p] of this.#compiled.policies) {

@@ -16,7 +16,7 @@
  * tag (`rl:{hash}`), as does the fleet key (`rl:{fleet}`), so no call can hit
  * CROSSSLOT.
  */
-import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type RedisOptions, ReplyError } from 'ioredis';
 import { ALGORITHMS, algorithmOf } from '../algorithms/registry.js';
 import {
   type AlgorithmName,
@@ -53,6 +53,8 @@ export type RedisStoreOptions = {
   leaseScripts?: Partial<Record<AlgorithmName, string>>;
   /** Names client ids in Redis keys; default unkeyed SHA-256 (see `createKeyHasher`). */
   hashKey?: KeyHasher;
+  /** Told of every call: its command, duration and failure kind (metrics). */
+  onCall?: (command: string, seconds: number, error?: 'timeout' | 'connection' | 'reply' | 'other') => void;
 };
 
 export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHealth {
@@ -61,10 +63,12 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
   readonly #prefix: string;
   readonly #timeoutMs: number;
   readonly #hashKey: KeyHasher;
+  readonly #onCall: NonNullable<RedisStoreOptions['onCall']>;
 
   constructor(options: RedisStoreOptions) {
     this.#prefix = options.keyPrefix;
     this.#hashKey = options.hashKey ?? createKeyHasher();
+    this.#onCall = options.onCall ?? (() => {});
     this.#timeoutMs = options.commandTimeoutMs;
     const perNode: RedisOptions = {
       commandTimeout: options.commandTimeoutMs,
@@ -110,12 +114,21 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
   /** Runs one Redis call with the hard deadline, mapping every failure to StoreUnavailableError. */
   async #call<T>(what: string, run: () => Promise<T>): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
+    let timedOut = false;
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${this.#timeoutMs} ms`)), this.#timeoutMs);
+      timer = setTimeout(() => {
+        timedOut = true;
+        reject(new Error(`no answer within ${this.#timeoutMs} ms`));
+      }, this.#timeoutMs);
     });
+    const t0 = performance.now();
     try {
-      return await Promise.race([run(), deadline]);
+      const r = await Promise.race([run(), deadline]);
+      this.#onCall(what, (performance.now() - t0) / 1000);
+      return r;
     } catch (err) {
+      const kind = timedOut ? 'timeout' : err instanceof ReplyError ? 'reply' : /connect|closed|writeable|ready|ECONN/i.test((err as Error).message) ? 'connection' : 'other';
+      this.#onCall(what, (performance.now() - t0) / 1000, kind);
       if (this.redis instanceof Cluster) this.#refreshSlots();
       throw new StoreUnavailableError(`redis ${what} failed: ${(err as Error).message}`, { cause: err });
     } finally {
