@@ -43,7 +43,7 @@ export function createApp(deps: AppDeps): Hono<RateLimitEnv> {
 
   app.notFound((c) => c.json({ detail: 'Not Found' }, 404));
   app.onError((err, c) => {
-    deps.logger.error('unhandled error', { error: err.message, path: c.req.path });
+    deps.logger.error('unhandled error', { error: err.message, path: c.req.path, requestId: c.req.header('x-request-id') });
     return c.json({ detail: 'Internal Server Error' }, 500);
   });
   return app;
