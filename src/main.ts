@@ -11,12 +11,47 @@
  * npm also watches its parent and shuts down the same way when the parent is
  * gone: whichever way the signal arrives, nothing is left serving.
  */
-import { ConfigError, loadConfig } from './config/config.js';
+import cluster from 'node:cluster';
+import { availableParallelism } from 'node:os';
+import { type Config, ConfigError, loadConfig } from './config/config.js';
 import { createLogger } from './log/logger.js';
 import { startService } from './service.js';
 
+/**
+ * WORKERS=N: the primary forks N workers, each a node of the fleet with its own local
+ * tier, sharing the public port (node:cluster). Signals reach every worker; the primary
+ * exits once they all have (bounded by the shutdown timeout), and replaces a worker that
+ * dies on its own.
+ */
+function runPrimary(n: number, shutdownTimeoutMs: number, logger: ReturnType<typeof createLogger>): void {
+  let stopping = false;
+  const fork = (i: number) => cluster.fork({ TANDEM_WORKER_INDEX: String(i) }).on('exit', (code, signal) => {
+    if (stopping) return;
+    logger.error('worker exited; starting another', { worker: i, code, signal });
+    setTimeout(() => fork(i), 1000).unref();
+  });
+  for (let i = 0; i < n; i++) fork(i);
+  logger.info('primary started workers', { workers: n });
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill(signal);
+    const deadline = setTimeout(() => process.exit(1), shutdownTimeoutMs + 2000);
+    deadline.unref();
+    const check = setInterval(() => {
+      if (Object.keys(cluster.workers ?? {}).length === 0) {
+        clearInterval(check);
+        logger.info('stopped', { workers: n });
+        process.exit(0);
+      }
+    }, 50);
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
 async function main(): Promise<void> {
-  let config;
+  let config: Config;
   try {
     config = loadConfig(process.env);
   } catch (err) {
@@ -27,6 +62,14 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = createLogger(config.logLevel);
+  const workers = config.workers === 'auto' ? availableParallelism() : config.workers;
+  if (workers > 1 && cluster.isPrimary) {
+    runPrimary(workers, config.shutdownTimeoutMs, logger);
+    return;
+  }
+  // A worker of WORKERS=N: its own admin port (ADMIN_PORT + its index), so /metrics covers each.
+  const index = Number(process.env.TANDEM_WORKER_INDEX ?? 0);
+  if (index > 0 && config.adminPort !== 0) config = { ...config, adminPort: config.adminPort + index };
   const svc = await startService(config, { logger });
   if (svc.store.mode === 'local-only') {
     logger.warn('REDIS_URL is not set: embedded local-only mode, limits are per process, not shared across nodes');

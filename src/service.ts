@@ -13,6 +13,7 @@ import type { Config } from './config/config.js';
 import { type HealthReport, createApp } from './http/app.js';
 import { createNodeServer } from './http/node-server.js';
 import { SERVED_METHODS } from './http/policy-handler.js';
+import { createForwarder } from './http/upstream.js';
 import { createAdminApp } from './admin/admin-app.js';
 import { createAdminAuth } from './admin/auth.js';
 import type { RateLimitEnv } from './http/rate-limit-middleware.js';
@@ -161,7 +162,8 @@ export function createService(config: Config, deps: { logger: Logger; clock?: Cl
     registry,
     jwt,
     clientIp: createClientIp({ trustedProxies: config.trustedProxies, ipv6Prefix: config.ipv6Prefix }),
-    servedMethods: SERVED_METHODS,
+    // Without an upstream the built-in answer serves GET and HEAD; with one, every method a rule matches is forwarded.
+    servedMethods: config.upstreamUrl ? undefined : SERVED_METHODS,
   });
   let draining = false;
   let closing: Promise<void> | undefined;
@@ -195,7 +197,8 @@ export function createService(config: Config, deps: { logger: Logger; clock?: Cl
     violationsNotLogged: () => violations.droppedTotal,
   });
   observeRedisCall = metrics.observeRedisCall;
-  const app = createApp({ engine, health, logger, handler: { counters, violations, hashClient: hashKey } });
+  const forward = config.upstreamUrl ? createForwarder({ url: config.upstreamUrl, timeoutMs: config.upstreamTimeoutMs }) : undefined;
+  const app = createApp({ engine, health, logger, handler: { counters, violations, hashClient: hashKey, forward } });
 
   return {
     app,

@@ -141,7 +141,9 @@ describe('graceful shutdown of node src/main.ts', () => {
 
 describe('npm start and signals', () => {
   it.each(['npm alone', 'the process group'] as const)('SIGTERM to %s: the service stops gracefully, nothing left serving', async (target) => {
-    const s = await startProcess('npm', ['start', '--silent']);
+    // dist/ is built by the test run's global setup; --ignore-scripts skips the prestart
+    // build, which would rewrite it under other test files.
+    const s = await startProcess('npm', ['start', '--silent', '--ignore-scripts']);
     const pgid = s.proc.pid as number;
     if (target === 'npm alone') process.kill(pgid, 'SIGTERM');
     else process.kill(-pgid, 'SIGTERM');

@@ -42,6 +42,9 @@ describe('loadConfig', () => {
     ['ADMIN_TOKENS', 'ops:a-long-admin-secret-1', (c) => c.adminTokens, 'ops:a-long-admin-secret-1'],
     ['ADMIN_TOKENS_FILE', '/run/secrets/admin', (c) => c.adminTokensFile, '/run/secrets/admin'],
     ['DATA_DIR', '/var/lib/tandem', (c) => c.dataDir, '/var/lib/tandem'],
+    ['UPSTREAM_URL', 'http://app:3000', (c) => c.upstreamUrl, 'http://app:3000'],
+    ['UPSTREAM_TIMEOUT_MS', '2500', (c) => c.upstreamTimeoutMs, 2500],
+    ['WORKERS', 'auto', (c) => c.workers, 'auto'],
   ];
 
   it('reads every variable it declares, each into its own field', () => {

@@ -79,6 +79,9 @@ const schema = z.object({
   ADMIN_TOKENS: z.string().min(1).optional(),
   ADMIN_TOKENS_FILE: z.string().min(1).optional(),
   DATA_DIR: z.string().min(1).optional(),
+  UPSTREAM_URL: z.string().trim().regex(/^https?:\/\/\S+$/, 'an http:// or https:// URL, e.g. http://app:3000').optional(),
+  UPSTREAM_TIMEOUT_MS: int(1, 600_000).default(10_000),
+  WORKERS: z.string().trim().regex(/^(auto|[1-9]\d{0,2})$/, 'a number of processes from 1 to 999, or auto (one per core)').default('1'),
 })
   // A lease must outlive the call that brings it, or its reply can only be dropped.
   .refine((c) => c.LEASE_TTL_MS >= 4 * c.REDIS_TIMEOUT_MS, {
@@ -135,6 +138,10 @@ export type Config = Readonly<{
   adminTokens: string | undefined;
   adminTokensFile: string | undefined;
   dataDir: string | undefined;
+  upstreamUrl: string | undefined;
+  upstreamTimeoutMs: number;
+  /** Processes to run on this machine (node:cluster): a number, or `auto` (one per core). */
+  workers: number | 'auto';
 }>;
 
 /** The environment variables this service reads. */
@@ -192,5 +199,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     adminTokens: c.ADMIN_TOKENS,
     adminTokensFile: c.ADMIN_TOKENS_FILE,
     dataDir: c.DATA_DIR,
+    upstreamUrl: c.UPSTREAM_URL,
+    upstreamTimeoutMs: c.UPSTREAM_TIMEOUT_MS,
+    workers: c.WORKERS === 'auto' ? 'auto' : Number(c.WORKERS),
   });
 }

@@ -5,8 +5,9 @@
  * - requests Node's parser refuses (control bytes in a header, headers over
  *   16 KB, a malformed request line) and `Expect` values other than
  *   100-continue get a JSON error instead of Node's bare status line;
- * - requests the adapter cannot turn into a URL (`OPTIONS *`, no `Host`) get a
- *   JSON 400 instead of an empty one;
+ * - requests the adapter cannot turn into a URL (`OPTIONS *`) get a JSON 400
+ *   instead of an empty one; one without `Host` (HTTP/1.0, a health checker) is
+ *   served as if sent to localhost;
  * - once the node stops accepting, every response carries `Connection: close`,
  *   so keep-alive clients end their connection after the answer they are
  *   reading instead of sending the next request on a socket that is about to
@@ -49,6 +50,8 @@ export function createNodeServer(fetch: Fetch): NodeServer {
       return fetch(request, bindings);
     },
     {
+      // A request without Host (HTTP/1.0, a health checker) is served as if to localhost.
+      hostname: 'localhost',
       // The adapter calls this when it cannot build a Request (an invalid URL or Host: a
       // RequestError), and when the app's own promise rejects (a bug: 500).
       errorHandler: (err) =>
@@ -57,7 +60,7 @@ export function createNodeServer(fetch: Fetch): NodeServer {
           : new Response(json('Internal Server Error'), { status: 500, headers: { 'Content-Type': 'application/json' } }),
     },
   );
-  // No Host: the adapter refuses it with the JSON 400 above, rather than Node with a bare one.
+  // No Host: the adapter serves it (hostname above), rather than Node refusing it with a bare 400.
   const server = createServer({ requireHostHeader: false }, listener);
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     // Like Node's own handler: no raw answer on a socket whose current response has begun.

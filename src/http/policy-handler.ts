@@ -20,6 +20,7 @@ import { type Decision, StoreUnavailableError } from '../core/types.js';
 import type { Outcome, PolicyEngine, RequestInput } from '../policy/engine.js';
 import { mostConstraining, rateLimitHeader, rateLimitPolicyList, resetSeconds, retryAfterSeconds } from './rate-limit-headers.js';
 import type { ViolationLog } from '../log/violations.js';
+import type { Forward } from './upstream.js';
 import type { RateLimitEnv } from './rate-limit-middleware.js';
 import type { RequestCounters, RequestDecision } from '../metrics/request-counters.js';
 
@@ -75,6 +76,8 @@ const json = (status: number, body: unknown, headers: Record<string, string> = {
   new Response(JSON.stringify(body), { status, headers: { ...headers, 'Content-Type': 'application/json' } });
 
 export type PolicyHandlerOptions = {
+  /** With `UPSTREAM_URL`: admitted requests are forwarded there instead of the built-in answer. */
+  forward?: Forward;
   counters?: RequestCounters;
   violations?: ViolationLog;
   /** Names a client in logs (the keyed hash). */
@@ -128,7 +131,7 @@ export function createPolicyHandler(engine: PolicyEngine, o: PolicyHandlerOption
       case 'refused':
         return json(outcome.status, { detail: outcome.detail });
       case 'allow-listed':
-        return c.json({ ok: true });
+        return o.forward ? o.forward(c, {}) : c.json({ ok: true });
       case 'denied': {
         const given = c.req.header('x-request-id');
         const requestId = given !== undefined && REQUEST_ID.test(given) ? given : randomUUID();
@@ -148,6 +151,7 @@ export function createPolicyHandler(engine: PolicyEngine, o: PolicyHandlerOption
       case 'allowed': {
         const top = mostConstraining(outcome.decisions);
         const headers = limitHeaders(outcome, top);
+        if (o.forward) return o.forward(c, headers);
         const outgoing = (c.env as NodeBindings | undefined)?.outgoing;
         if (outgoing && !outgoing.headersSent) for (const name in headers) outgoing.setHeader(name, headers[name] as string);
         else for (const name in headers) c.header(name, headers[name]);
