@@ -22,4 +22,5 @@ export { MemoryStore } from './store/memory-store.js';
 export { leaseStep } from './protocol/lease-step.js';
 export { tokenBucketStep } from './algorithms/token-bucket.js';
 export { loadConfig, ConfigError, type Config } from './config/config.js';
+export { createLogger } from './log/logger.js';
 export { createService, startService } from './service.js';

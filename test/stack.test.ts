@@ -140,6 +140,18 @@ describe('the stack (npm run stack)', () => {
   }, 120_000);
 });
 
+describe('a missing binary', () => {
+  it('stops the stack before it starts anything, with the apt-get line to run', async () => {
+    const path = process.env.PATH;
+    process.env.PATH = '/usr/bin:/bin'; // haproxy lives in /usr/sbin
+    try {
+      await expect(startStack({ nodes: 1, port: await freePort(), quiet: true })).rejects.toThrow('sudo apt-get install haproxy');
+    } finally {
+      process.env.PATH = path;
+    }
+  });
+});
+
 describe('WORKERS=2', () => {
   it('runs two workers sharing the port, counted as two nodes, both stopped by one SIGTERM', async () => {
     const redis = await RedisProcess.start();
