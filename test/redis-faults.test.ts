@@ -76,10 +76,13 @@ describe('degraded mode local (default)', () => {
     expect(await health(a as Node)).toMatchObject({ mode: 'degraded', redis: 'down', degradedMode: 'local' });
 
     // One fresh key hammered through both nodes: each enforces half the limit.
+    const t0 = performance.now();
     const burst = await traffic(120, () => 'degraded-hot');
+    const seconds = (performance.now() - t0) / 1000;
     const admitted = burst.filter((r) => r.status === 200).length;
     expect(admitted).toBeGreaterThanOrEqual(36);
-    expect(admitted).toBeLessThanOrEqual(44);
+    // Each node's share: 20 tokens refilling 5/s; together 40 + 10 × the burst's length.
+    expect(admitted).toBeLessThanOrEqual(40 + Math.floor(10 * seconds));
 
     await redis?.restart(); // empty: no keys, no scripts
     const recoveredIn = await until('global again', async () => (await health(a as Node)).mode === 'global' && (await health(b as Node)).mode === 'global');
