@@ -60,6 +60,29 @@ export interface MultiLimiter extends Limiter {
   settle(clientId: string, policy: Policy, cost: number, commit: boolean): void;
 }
 
+/** What the lease manager counts, for health and metrics. */
+export type LeaseCounters = {
+  leaseCalls: number;
+  /** Of those, calls made ahead of demand (refill-ahead), with no request waiting. */
+  aheadCalls: number;
+  returnCalls: number;
+  returnFailures: number;
+  storeFailures: number;
+  /** Lease replies that arrived after their lease had expired here (their waiters were decided degraded). */
+  lateReplies: number;
+  /** Decisions made in degraded mode (store failed or breaker open). */
+  degradedDecisions: number;
+  /** Of those, requests allowed only because the mode is `open`. */
+  failOpenAllowed: number;
+  /** First requests of new keys shed because new keys arrived faster than allowed. */
+  newKeysShed: number;
+  /** Tokens the store granted this node, and unused ones it gave back. */
+  tokensGranted: number;
+  tokensReturned: number;
+  /** Key states the LRU pushed out. */
+  evictions: number;
+};
+
 /** What a node does for requests that need Redis while Redis cannot answer. */
 export type DegradedMode = 'local' | 'open' | 'closed';
 

@@ -33,6 +33,7 @@ import {
   type Decision,
   type DecisionSource,
   type DegradedMode,
+  type LeaseCounters,
   type LeaseReply,
   type Policy,
   type StoreGate,
@@ -84,29 +85,10 @@ export type LeaseManagerOptions = {
   maxHoldMs?: number;
 };
 
-/** Counters for tests, health and benchmarks. */
-export type LeaseStats = {
+/** Counters for tests, health, metrics and benchmarks. */
+export type LeaseStats = LeaseCounters & {
   decisions: number;
   localDecisions: number;
-  leaseCalls: number;
-  /** Of those, calls made ahead of demand (refill-ahead), with no request waiting. */
-  aheadCalls: number;
-  returnCalls: number;
-  returnFailures: number;
-  storeFailures: number;
-  /** Lease replies that arrived after their lease had expired here (their waiters were decided degraded). */
-  lateReplies: number;
-  /** Decisions made in degraded mode (store failed or breaker open). */
-  degradedDecisions: number;
-  /** Of those, requests allowed only because the mode is `open`. */
-  failOpenAllowed: number;
-  /** First requests of new keys shed because new keys arrived faster than `newKeysPerSec`. */
-  newKeysShed: number;
-  /** Tokens the store granted this node, and unused ones it gave back. */
-  tokensGranted: number;
-  tokensReturned: number;
-  /** Key states the LRU pushed out. */
-  evictions: number;
 };
 
 /**

@@ -9,23 +9,10 @@
  * policy) and fixed enums only: never a client's key, address or header.
  */
 import client from 'prom-client';
+import type { LeaseCounters } from '../core/types.js';
 import { REQUEST_DECISIONS, type RequestCounters, SOURCES } from './request-counters.js';
 
-/** Counters the lease manager keeps (a subset of its stats). */
-export type LeaseCounters = {
-  leaseCalls: number;
-  aheadCalls: number;
-  returnCalls: number;
-  returnFailures: number;
-  storeFailures: number;
-  lateReplies: number;
-  degradedDecisions: number;
-  failOpenAllowed: number;
-  newKeysShed: number;
-  tokensGranted: number;
-  tokensReturned: number;
-  evictions: number;
-};
+
 
 export type MetricsSources = {
   counters: RequestCounters;
