@@ -16,6 +16,7 @@ import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer } from 'node:net';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { haproxyConfig } from '../deploy/stack/haproxy-config.js';
@@ -24,6 +25,15 @@ import { RedisProcess, freePort } from './helpers/redis-server.js';
 import { startNode } from './helpers/service.js';
 
 const run = promisify(execFile);
+
+/** Whether nothing listens on `port` now. */
+function isFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
 let stack: Stack;
 
 beforeAll(async () => {
@@ -155,7 +165,10 @@ describe('a missing binary', () => {
 describe('WORKERS=2', () => {
   it('runs two workers sharing the port, counted as two nodes, both stopped by one SIGTERM', async () => {
     const redis = await RedisProcess.start();
-    const [port, adminPort] = [await freePort(), await freePort()];
+    const port = await freePort();
+    // Worker i serves its admin API on ADMIN_PORT + i: both ports must be free.
+    let adminPort = await freePort();
+    for (let i = 0; i < 20 && !(await isFree(adminPort + 1)); i++) adminPort = await freePort();
     const proc = spawn(process.execPath, ['dist/main.js'], {
       env: { ...process.env, WORKERS: '2', PORT: String(port), ADMIN_PORT: String(adminPort), HOST: '127.0.0.1', REDIS_URL: redis.url, LOG_LEVEL: 'warn', SHUTDOWN_DRAIN_MS: '100' },
       stdio: 'ignore',
