@@ -16,6 +16,7 @@
  * Buckets belong to (policy name, identity): rules naming the same policy share
  * it; identities of different kinds never collide (`k:`, `ip:`, `h:`, `c:`).
  */
+import ipaddr from 'ipaddr.js';
 import type { Decision, MultiLimiter, Policy } from '../core/types.js';
 import type { ClientIp, PeerInfo } from './client-ip.js';
 import type { JwtFailure, JwtVerifier } from './jwt.js';
@@ -105,10 +106,18 @@ export class PolicyEngine {
     const apiKey = req.header(this.#keyHeader);
     let ip: ClientIp | undefined | null = null;
     const clientIp = () => (ip === null ? (ip = d.clientIp(req.peer)) : ip);
+    let parsed: ipaddr.IPv4 | ipaddr.IPv6 | undefined | null = null;
     const facts: RequestFacts = {
       method: req.method,
       path: req.path,
       ip: () => clientIp()?.address,
+      parsedIp: () => {
+        if (parsed === null) {
+          const a = clientIp()?.address;
+          parsed = a !== undefined && ipaddr.isValid(a) ? ipaddr.parse(a) : undefined;
+        }
+        return parsed;
+      },
       header: req.header,
       tier: () => {
         const fromRegistry = apiKey ? d.registry?.lookup(apiKey)?.tier : undefined;

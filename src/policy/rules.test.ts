@@ -1,3 +1,4 @@
+import ipaddr from 'ipaddr.js';
 import { describe, expect, it } from 'vitest';
 import { parsePolicyDocument } from './document.js';
 import { type RequestFacts, compilePolicies, underPrefix } from './rules.js';
@@ -12,6 +13,7 @@ const facts = (o: Partial<{ method: string; path: string; ip: string; tier: stri
   method: o.method ?? 'GET',
   path: o.path ?? '/',
   ip: () => o.ip,
+  parsedIp: () => (o.ip ? ipaddr.parse(o.ip) : undefined),
   header: (n) => o.headers?.[n],
   tier: () => o.tier,
   claims: () => o.claims,

@@ -11,7 +11,7 @@
  * `pathPrefix` matches whole segments: `/payments` matches `/payments` and
  * `/payments/42`, not `/paymentsx`.
  */
-import { BlockList, isIP } from 'node:net';
+import ipaddr from 'ipaddr.js';
 import { LRUMap } from 'mnemonist';
 import type { Policy } from '../core/types.js';
 import type { PolicyDocument, RuleSpec } from './document.js';
@@ -19,7 +19,9 @@ import type { PolicyDocument, RuleSpec } from './document.js';
 export type Identity = { kind: 'apiKey' } | { kind: 'ip' } | { kind: 'header'; name: string } | { kind: 'claim'; name: string };
 
 type ValuesMatch = { name: string; values: ReadonlySet<string> };
-type ListMatch = { ips: BlockList | undefined; header: ValuesMatch | undefined };
+/** Address blocks, parsed once; matched against an address parsed once per request. */
+type AddressBlocks = ReadonlyArray<[ipaddr.IPv4 | ipaddr.IPv6, number]>;
+type ListMatch = { ips: AddressBlocks | undefined; header: ValuesMatch | undefined };
 
 export type CompiledRule = {
   readonly name: string;
@@ -27,7 +29,7 @@ export type CompiledRule = {
   readonly pathPrefix: string | undefined;
   readonly methods: ReadonlySet<string> | undefined;
   readonly tiers: ReadonlySet<string> | undefined;
-  readonly ips: BlockList | undefined;
+  readonly ips: AddressBlocks | undefined;
   readonly header: ValuesMatch | undefined;
   readonly claim: ValuesMatch | undefined;
   readonly identity: Identity;
@@ -44,6 +46,8 @@ export type RequestFacts = {
   path: string;
   /** The client's address (after the trusted-proxy walk), if known. */
   ip(): string | undefined;
+  /** The same, parsed (once per request: every IP condition matches against it). */
+  parsedIp(): ipaddr.IPv4 | ipaddr.IPv6 | undefined;
   header(lowerName: string): string | undefined;
   tier(): string | undefined;
   /** Verified JWT claims; undefined without a valid token. */
@@ -69,16 +73,18 @@ export function toRuntimePolicy(name: string, p: PolicyDocument['policies'][stri
   return Object.freeze({ name, algorithm: 'token_bucket' as const, capacity: p.limit, refillPerSec: p.limit / p.windowSec });
 }
 
-function blockList(entries: readonly string[] | undefined): BlockList | undefined {
+function addressBlocks(entries: readonly string[] | undefined): AddressBlocks | undefined {
   if (!entries) return undefined;
-  const list = new BlockList();
-  for (const e of entries) {
-    const [addr, bits] = e.split('/') as [string, string | undefined];
-    const type = isIP(addr) === 6 ? 'ipv6' : 'ipv4';
-    if (bits === undefined) list.addAddress(addr, type);
-    else list.addSubnet(addr, Number(bits), type);
-  }
-  return list;
+  return entries.map((e) => {
+    if (!e.includes('/')) {
+      const a = ipaddr.process(e);
+      return [a, a.kind() === 'ipv4' ? 32 : 128] as [ipaddr.IPv4 | ipaddr.IPv6, number];
+    }
+    const [a, bits] = ipaddr.parseCIDR(e);
+    // An IPv4-mapped IPv6 block means its IPv4 block (clients are seen as IPv4).
+    if (a.kind() === 'ipv6' && (a as ipaddr.IPv6).isIPv4MappedAddress()) return [(a as ipaddr.IPv6).toIPv4Address(), Math.max(0, bits - 96)];
+    return [a, bits];
+  });
 }
 
 const valuesMatch = (m: { name: string; values: string[] } | undefined): ValuesMatch | undefined =>
@@ -92,14 +98,14 @@ function parseIdentity(by: string): Identity {
 
 function compileRule(spec: RuleSpec, index: number, policies: ReadonlyMap<string, Policy>): CompiledRule {
   const m = spec.match;
-  const list = (l: RuleSpec['allow']): ListMatch | undefined => (l ? { ips: blockList(l.ips), header: valuesMatch(l.header) } : undefined);
+  const list = (l: RuleSpec['allow']): ListMatch | undefined => (l ? { ips: addressBlocks(l.ips), header: valuesMatch(l.header) } : undefined);
   return {
     name: spec.name,
     index,
     pathPrefix: m.pathPrefix === '/' ? undefined : m.pathPrefix?.replace(/\/+$/, ''),
     methods: m.methods ? new Set(m.methods) : undefined,
     tiers: m.tiers ? new Set(m.tiers) : undefined,
-    ips: blockList(m.ips),
+    ips: addressBlocks(m.ips),
     header: valuesMatch(m.header),
     claim: valuesMatch(m.claim),
     identity: parseIdentity(spec.by),
@@ -117,15 +123,16 @@ export function underPrefix(path: string, prefix: string | undefined): boolean {
   return path === prefix || (path.startsWith(prefix) && path.charCodeAt(prefix.length) === 47 /* / */);
 }
 
-function addressIn(list: BlockList, ip: string | undefined): boolean {
-  if (!ip) return false;
-  return list.check(ip, isIP(ip) === 6 ? 'ipv6' : 'ipv4');
+function addressIn(blocks: AddressBlocks, addr: ipaddr.IPv4 | ipaddr.IPv6 | undefined): boolean {
+  if (!addr) return false;
+  for (const [net, bits] of blocks) if (net.kind() === addr.kind() && addr.match(net as never, bits)) return true;
+  return false;
 }
 
 /** Whether the request is on the list (an address in its blocks, or a header value in its set). */
 export function onList(l: ListMatch | undefined, req: RequestFacts): boolean {
   if (!l) return false;
-  if (l.ips && addressIn(l.ips, req.ip())) return true;
+  if (l.ips && addressIn(l.ips, req.parsedIp())) return true;
   if (l.header) {
     const v = req.header(l.header.name);
     if (v !== undefined && l.header.values.has(v)) return true;
@@ -139,7 +146,7 @@ function attributesHold(r: CompiledRule, req: RequestFacts): boolean {
     const t = req.tier();
     if (t === undefined || !r.tiers.has(t)) return false;
   }
-  if (r.ips && !addressIn(r.ips, req.ip())) return false;
+  if (r.ips && !addressIn(r.ips, req.parsedIp())) return false;
   if (r.header) {
     const v = req.header(r.header.name);
     if (v === undefined || !r.header.values.has(v)) return false;
