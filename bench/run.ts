@@ -12,13 +12,19 @@
  *   npm run bench -- --spike-seconds 14     steady phase after the blast (default 40); with LEASE_TTL_MS=8000
  *                                           in the environment the sweep comes within it
  *   npm run bench -- --systems none,tandem  only these systems
+ *   npm run bench -- --scenario rules       policy scenarios: rules (matching cost), seed001 (tiers), two-limits
+ *   npm run bench -- --rounds 3             interleaved rounds of the rules scenario (default 3)
  *   npm run bench:smoke                     every scenario for ~2 s: checks figures exist
  *
- * Writes bench/results/latest.json, latest.md and seed-timeline.svg. LEASE_TTL_MS,
+ * Writes bench/results/latest.json, latest.md and seed-timeline.svg; the policy
+ * scenarios' figures also go to bench/results/policy.json and policy.md (merged:
+ * a run of one of them replaces only its own section). LEASE_TTL_MS,
  * LEASE_COLD_TOKENS and LEASE_MAX_TOKENS in the environment reach the servers.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import cliProgress from 'cli-progress';
@@ -32,6 +38,20 @@ import { type ServerProcess, startServer } from './lib/processes.js';
 import { countCommands } from './lib/redis-commands.js';
 import { type Second, runTimeline, seedSchedule } from './lib/timeline.js';
 import { failureMarkdown, runFailure } from './scenarios/failure.js';
+import {
+  type RulesResult,
+  type Seed001Result,
+  type TwoLimitsResult,
+  rulesMarkdown,
+  rulesProblems,
+  runRules,
+  runSeed001,
+  runTwoLimits,
+  seed001Markdown,
+  seed001Problems,
+  twoLimitsMarkdown,
+  twoLimitsProblems,
+} from './scenarios/policy.js';
 import { DEFAULT_SPIKE, type SpikeOptions, runSpike, spikeMarkdown, spikeProblems } from './scenarios/spike.js';
 
 const POLICY = { capacity: 40, refillPerSec: 10 };
@@ -45,6 +65,7 @@ const { values } = parseArgs({
     systems: { type: 'string' },
     'seed-seconds': { type: 'string' },
     'spike-seconds': { type: 'string' },
+    rounds: { type: 'string' },
   },
 });
 const onlySystems = values.systems?.split(',');
@@ -63,6 +84,13 @@ const spikeOptions: SpikeOptions = smoke
       leaseTtlMs: Number(process.env.LEASE_TTL_MS ?? DEFAULT_SPIKE.leaseTtlMs),
     };
 if (onlySystems) spikeOptions.systems = spikeOptions.systems.filter((x) => onlySystems.includes(x));
+// Policy scenarios. rules: 4 documents × 2 systems × rounds closed-loop runs; smoke: one 1-s round.
+const rulesSystems = ['tandem-local', 'tandem'].filter((x) => !onlySystems || onlySystems.includes(x));
+const rulesSeconds = smoke ? 1 : duration;
+const rulesRounds = smoke ? 1 : Number(values.rounds ?? 3);
+const policyTandem = !onlySystems || onlySystems.includes('tandem');
+const seed001Options = smoke ? { users: 20, perUser: 15, proRequests: 1100 } : { users: 100, perUser: 15, proRequests: 1100 };
+const POLICY_SCENARIOS = ['rules', 'seed001', 'two-limits'];
 
 /** What one load run saw from the client side. */
 type Outcome = {
@@ -384,7 +412,7 @@ function targets(rows: Row[]): Target[] {
 }
 
 async function main(): Promise<void> {
-  const names = [...SCENARIOS.map((s) => s.name), 'spike', 'failure'];
+  const names = [...SCENARIOS.map((s) => s.name), 'spike', 'failure', ...POLICY_SCENARIOS];
   if (values.scenario && !names.includes(values.scenario)) {
     console.error(`unknown scenario ${values.scenario}; known: ${names.join(', ')}`);
     process.exit(2);
@@ -395,12 +423,16 @@ async function main(): Promise<void> {
   }));
   const withFailure = !values.scenario || values.scenario === 'failure';
   const withSpike = (!values.scenario || values.scenario === 'spike') && spikeOptions.systems.length > 0;
+  const withRules = (!values.scenario || values.scenario === 'rules') && rulesSystems.length > 0;
+  const withSeed001 = (!values.scenario || values.scenario === 'seed001') && policyTandem;
+  const withTwoLimits = (!values.scenario || values.scenario === 'two-limits') && policyTandem;
 
   const redis = await RedisProcess.start();
   const admin = redis.client();
   const ctx: Ctx = { redis, admin, apiKeys: makeApiKeys(12_000) };
   const plannedSeconds = chosen.reduce((n, s) => n + (s.seconds + 1.5) * s.systems.length, 0) + (withFailure ? 2 * failureSeconds + 4 : 0) +
-    (withSpike ? (spikeOptions.blastSeconds + spikeOptions.steadySeconds + 4) * spikeOptions.systems.length : 0);
+    (withSpike ? (spikeOptions.blastSeconds + spikeOptions.steadySeconds + 4) * spikeOptions.systems.length : 0) +
+    (withRules ? (rulesSeconds + (smoke ? 1.5 : 3.5)) * 4 * rulesSystems.length * rulesRounds : 0) + (withSeed001 ? 8 : 0) + (withTwoLimits ? 2 * (duration + 2) : 0);
   const bar = new cliProgress.SingleBar(
     { format: 'bench {bar} {percentage}% | {what} | ETA {eta_formatted}', hideCursor: true, etaBuffer: 30 },
     cliProgress.Presets.shades_classic,
@@ -412,6 +444,10 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   let failure: Awaited<ReturnType<typeof runFailure>> | undefined;
   let spike: Awaited<ReturnType<typeof runSpike>> | undefined;
+  let rules: RulesResult | undefined;
+  let seed001: Seed001Result | undefined;
+  let twoLimits: TwoLimitsResult | undefined;
+  const onRun = (what: string) => bar.update({ what });
   try {
     for (const s of chosen) {
       const mine: Row[] = [];
@@ -427,6 +463,9 @@ async function main(): Promise<void> {
       bar.update({ what: 'spike' });
       spike = await runSpike(redis, admin, spikeOptions);
     }
+    if (withRules) rules = await runRules(redis, admin, ctx.apiKeys, { systems: rulesSystems, seconds: rulesSeconds, connections, rounds: rulesRounds, warmupSeconds: smoke ? 0 : 2, onRun });
+    if (withSeed001) seed001 = await runSeed001(redis, admin, { ...seed001Options, onRun });
+    if (withTwoLimits) twoLimits = await runTwoLimits(redis, admin, ctx.apiKeys, { seconds: duration, connections, onRun });
     if (withFailure) {
       bar.update({ what: 'failure' });
       await admin.flushall();
@@ -448,6 +487,11 @@ async function main(): Promise<void> {
   }
   if (spike) parts.push('### spike', '', spikeMarkdown(spike), '');
   if (failure) parts.push('### failure', '', failureMarkdown(failure), '');
+  const policySections: Record<string, string> = {};
+  if (rules) policySections.rules = rulesMarkdown(rules);
+  if (seed001) policySections.seed001 = seed001Markdown(seed001);
+  if (twoLimits) policySections['two-limits'] = twoLimitsMarkdown(twoLimits);
+  for (const [name, md] of Object.entries(policySections)) parts.push(`### ${name}`, '', md, '');
   const t = targets(rows);
   if (t.length) {
     parts.push('### targets', '', '| target | measured | met |', '|---|---|---|');
@@ -462,9 +506,10 @@ async function main(): Promise<void> {
   const suffix = smoke ? '-smoke' : '';
   writeFileSync(
     new URL(`latest${suffix}.json`, dir),
-    `${JSON.stringify({ machine, duration, connections, smoke, rows, spike, failure, targets: t }, null, 2)}\n`,
+    `${JSON.stringify({ machine, duration, connections, smoke, rows, spike, failure, rules, seed001, twoLimits, targets: t }, null, 2)}\n`,
   );
   writeFileSync(new URL(`latest${suffix}.md`, dir), md);
+  if (Object.keys(policySections).length) writePolicyResults(dir, suffix, machine, { rules, seed001, 'two-limits': twoLimits }, policySections);
   const seedT = rows.find((r) => r.scenario === 'seed' && r.system === 'tandem');
   const seedNone = rows.find((r) => r.scenario === 'seed' && r.system === 'none');
   if (seedT?.timeline) {
@@ -505,6 +550,12 @@ async function main(): Promise<void> {
       for (const r of spike.runs) if (r.errors > 0) warnings.push(`spike/${r.system}: ${r.errors} errors`);
     }
   }
+  if (withRules) problems.push(...(rules ? rulesProblems(rules) : ['rules: no figures']));
+  if (withSeed001) problems.push(...(seed001 ? seed001Problems(seed001) : ['seed001: no figures']));
+  if (withTwoLimits) problems.push(...(twoLimits ? twoLimitsProblems(twoLimits) : ['two-limits: no figures']));
+  for (const r of rules?.runs ?? []) if (r.errors > 0) warnings.push(`rules/${r.system}/${r.doc} round ${r.round}: ${r.errors} errors`);
+  if (seed001 && seed001.a.errors + seed001.b.errors > 0) warnings.push(`seed001: ${seed001.a.errors + seed001.b.errors} errors`);
+  for (const r of twoLimits?.runs ?? []) if (r.errors > 0) warnings.push(`two-limits/${r.limits.join('+')}: ${r.errors} errors`);
   if (withFailure && (!failure || failure.total === 0)) problems.push('failure: no figures');
   else if (failure && failure.errors > 0) warnings.push(`failure: ${failure.errors} errors`);
   // Errors are figures too (shown in the tables); the smoke run fails only when a scenario produced none.
@@ -513,8 +564,58 @@ async function main(): Promise<void> {
     console.error(`bench problems:\n  ${problems.join('\n  ')}`);
     process.exitCode = 1;
   } else {
-    console.log(`bench: ${rows.length + (failure ? 1 : 0) + (spike?.runs.length ?? 0)} runs produced figures`);
+    const policyRuns = (rules?.runs.length ?? 0) + (seed001 ? 2 : 0) + (twoLimits?.runs.length ?? 0);
+    console.log(`bench: ${rows.length + (failure ? 1 : 0) + (spike?.runs.length ?? 0) + policyRuns} runs produced figures`);
   }
+}
+
+/** The commit the run measured (`+dirty` with uncommitted changes outside bench/), or `unknown` outside a git checkout. */
+function gitCommit(): string {
+  try {
+    const root = fileURLToPath(new URL('..', import.meta.url));
+    const sha = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', '.', ':!bench'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return dirty ? `${sha}+dirty` : sha;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/**
+ * The policy scenarios' own files, policy.json and policy.md: each run replaces the
+ * sections of the scenarios it ran and keeps the others, so they can be run one by one.
+ */
+function writePolicyResults(dir: URL, suffix: string, machine: string, results: Record<string, unknown>, sections: Record<string, string>): void {
+  const jsonUrl = new URL(`policy${suffix}.json`, dir);
+  type Stored = { scenarios: Record<string, { date: string; machine: string; commit: string; command: string; result: unknown; markdown: string }> };
+  let stored: Stored = { scenarios: {} };
+  if (existsSync(jsonUrl)) {
+    try {
+      stored = JSON.parse(readFileSync(jsonUrl, 'utf8')) as Stored;
+    } catch {
+      stored = { scenarios: {} };
+    }
+  }
+  // Settings that reach the servers from the environment: a run with them is kept beside the default one.
+  const overrides = ['REDIS_TIMEOUT_MS', 'LEASE_TTL_MS', 'LEASE_COLD_TOKENS', 'LEASE_MAX_TOKENS']
+    .filter((v) => process.env[v])
+    .map((v) => `${v}=${process.env[v]}`)
+    .join(' ');
+  const command = `${overrides ? `${overrides} ` : ''}npm run bench${smoke ? ':smoke' : ` -- --scenario <name> --duration ${duration} --connections ${connections}`}`;
+  for (const [name, markdown] of Object.entries(sections)) {
+    const key = overrides ? `${name} (${overrides})` : name;
+    stored.scenarios[key] = { date: new Date().toISOString(), machine, commit: gitCommit(), command: command.replace('<name>', name), result: results[name], markdown };
+  }
+  writeFileSync(jsonUrl, `${JSON.stringify(stored, null, 2)}\n`);
+  const order = (key: string) => POLICY_SCENARIOS.findIndex((n) => key === n || key.startsWith(`${n} (`));
+  const md = Object.keys(stored.scenarios)
+    .sort((a, b) => order(a) - order(b) || a.length - b.length || a.localeCompare(b))
+    .map((key) => {
+      const s = stored.scenarios[key] as Stored['scenarios'][string];
+      return [`### ${key}`, '', `${s.date}, commit ${s.commit ?? 'unknown'}, ${s.machine}; \`${s.command}\``, '', s.markdown, ''].join('\n');
+    })
+    .join('\n');
+  writeFileSync(new URL(`policy${suffix}.md`, dir), md);
 }
 
 main().catch((err: unknown) => {

@@ -9,6 +9,15 @@
  * peak RSS and the limiter's counters; `GET /__bench/decisions` every decision
  * this process made (wall-clock ms, API key, status), for the accuracy figures.
  *
+ * For the tandem systems, POLICY_FILE, CLIENTS_FILE, KEY_HASH_SECRET, ADMIN_TOKENS
+ * and REDIS_TIMEOUT_MS in this process's environment reach loadConfig (the policy
+ * scenarios); with ADMIN_TOKENS set, the admin API is mounted under `/__admin`
+ * (e.g. `PUT /__admin/admin/clients`), built as startService builds it. Decisions are
+ * recorded on /resource, and on the paths listed in BENCH_RECORD_PATHS
+ * (comma-separated, e.g. `/resource,/payments`) when set; with BENCH_RECORD_DECIDED=1
+ * also the time each response was ready (`decided`), to tell a late decision from
+ * an over-admission.
+ *
  * With BENCH_LOOP_DELAY=1 (the spike scenario) the process also measures its own
  * event-loop delay (perf_hooks.monitorEventLoopDelay, 1 ms resolution), per
  * wall-clock second: `GET /__bench/loop` gives per-second figures (with CPU ms and
@@ -17,7 +26,9 @@
  */
 import { type IntervalHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
 import { serve } from '@hono/node-server';
-import { Hono } from 'hono';
+import { type Context, Hono, type Next } from 'hono';
+import { createAdminApp } from '../src/admin/admin-app.js';
+import { createAdminAuth } from '../src/admin/auth.js';
 import { loadConfig } from '../src/config/config.js';
 import { silentLogger } from '../src/log/logger.js';
 import { createService } from '../src/service.js';
@@ -27,7 +38,7 @@ const system = process.env.BENCH_SYSTEM ?? 'none';
 const port = Number(process.env.PORT ?? 0);
 const redisUrl = process.env.REDIS_URL ?? '';
 
-type Target = { app: Hono; stats: () => Record<string, unknown> };
+type Target = { app: Hono; admin?: Hono | undefined; stats: () => Record<string, unknown> };
 
 function build(): Target {
   if (system === 'none') {
@@ -40,10 +51,34 @@ function build(): Target {
     const env = system === 'tandem' ? { REDIS_URL: redisUrl } : {};
     // Lease settings can be overridden from the bench's environment to compare them.
     const lease = { LEASE_TTL_MS: process.env.LEASE_TTL_MS, LEASE_COLD_TOKENS: process.env.LEASE_COLD_TOKENS, LEASE_MAX_TOKENS: process.env.LEASE_MAX_TOKENS };
-    const svc = createService(loadConfig({ ...env, ...lease }), { logger: silentLogger() });
+    // The policy scenarios' document, client registry and key-hash secret (unset: the environment's single policy).
+    const policy = {
+      POLICY_FILE: process.env.POLICY_FILE,
+      CLIENTS_FILE: process.env.CLIENTS_FILE,
+      KEY_HASH_SECRET: process.env.KEY_HASH_SECRET,
+      ADMIN_TOKENS: process.env.ADMIN_TOKENS,
+      REDIS_TIMEOUT_MS: process.env.REDIS_TIMEOUT_MS,
+    };
+    const config = loadConfig({ ...env, ...lease, ...policy });
+    const logger = silentLogger();
+    const svc = createService(config, { logger });
     void svc.start(5000);
+    let admin: Hono | undefined;
+    if (config.adminTokens) {
+      admin = createAdminApp({
+        auth: createAdminAuth({ tokens: config.adminTokens }),
+        store: svc.policyStore,
+        buckets: svc.store,
+        forgetClient: (clientId) => svc.manager.forgetClient(clientId),
+        runtime: svc.runtime,
+        registry: svc.registry,
+        logger,
+        health: () => ({ ...svc.health(), policy: svc.runtime.state }),
+      }) as unknown as Hono;
+    }
     return {
       app: svc.app as unknown as Hono,
+      admin,
       stats: () => ({ localKeys: svc.manager.size, ...svc.manager.stats }),
     };
   }
@@ -56,6 +91,8 @@ const target = build();
 const times: number[] = [];
 const keys: string[] = [];
 const statuses: number[] = [];
+const decided: number[] = [];
+const recordDecided = process.env.BENCH_RECORD_DECIDED === '1';
 
 const outer = new Hono();
 outer.get('/__bench/stats', (c) => {
@@ -120,16 +157,21 @@ outer.get('/__bench/loop', (c) =>
     windows: Object.fromEntries([...loopWindows].map(([name, w]) => [name, { from: w.from, to: w.to, ...loopFigures(w.h) }])),
   }),
 );
-outer.get('/__bench/decisions', (c) => c.json({ times, keys, statuses }));
+outer.get('/__bench/decisions', (c) => c.json(recordDecided ? { times, keys, statuses, decided } : { times, keys, statuses }));
 // Every system pays the same for this record: one timestamp and three pushes.
 // The time is the request's arrival, when an ideal limiter would decide.
-outer.use('/resource', async (c, next) => {
+const record = async (c: Context, next: Next) => {
   const t = performance.timeOrigin + performance.now();
   await next();
   times.push(t);
   keys.push(c.req.header('x-api-key') ?? '');
   statuses.push(c.res.status);
-});
+  if (recordDecided) decided.push(performance.timeOrigin + performance.now());
+};
+const recordPaths = (process.env.BENCH_RECORD_PATHS ?? '/resource').split(',').filter(Boolean);
+// Hono's `/x/*` matches `/x` too: one registration per path, or a request is recorded twice.
+for (const path of new Set(['/resource', ...recordPaths])) outer.use(path === '/resource' ? path : `${path}/*`, record);
+if (target.admin) outer.route('/__admin', target.admin);
 outer.route('/', target.app);
 const server = serve({ fetch: outer.fetch, port, hostname: '127.0.0.1' }, (info) => {
   process.stdout.write(`ready ${info.port}\n`);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { accuracy } from './accuracy.js';
+import { accuracy, multiAccuracy } from './accuracy.js';
 
 const policy = { capacity: 2, refillPerSec: 1 };
 
@@ -38,5 +38,37 @@ describe('accuracy', () => {
     );
     expect(r.over).toBe(1);
     expect(r.decisions).toBe(4);
+  });
+});
+
+describe('multiAccuracy', () => {
+  const limits = [
+    { name: 'burst', capacity: 3, refillPerSec: 1 },
+    { name: 'sustained', capacity: 4, refillPerSec: 0.001 },
+  ];
+  const at = (times: number[], statuses: number[]) => [{ times, keys: times.map(() => 'a'), statuses }];
+
+  it('counts nothing for a limiter that applies both limits exactly', () => {
+    // burst allows 3 at once; one more after a second; sustained stops it at 4.
+    const r = multiAccuracy(at([0, 1, 2, 3, 1010, 2020, 3030], [200, 200, 200, 429, 200, 429, 429]), limits);
+    expect(r).toMatchObject({ decisions: 7, admitted: 4, under: 0 });
+    expect(r.perLimit.map((l) => l.over)).toEqual([0, 0]);
+  });
+
+  it('charges over-admission to the limit that was broken only', () => {
+    // 4 at once breaks burst (3), not sustained (4); a fifth later breaks sustained only.
+    const r = multiAccuracy(at([0, 1, 2, 3, 5000], [200, 200, 200, 200, 200]), limits);
+    expect(r.perLimit).toMatchObject([
+      { name: 'burst', over: 1 },
+      { name: 'sustained', over: 1 },
+    ]);
+  });
+
+  it('counts a denial as under only when every ideal bucket had a token', () => {
+    // The 5th request: burst has refilled, sustained is empty: the ideal pair denies it too.
+    const exact = multiAccuracy(at([0, 1, 2, 1010, 5000], [200, 200, 200, 200, 429]), limits);
+    expect(exact.under).toBe(0);
+    const under = multiAccuracy(at([0, 1], [200, 429]), limits);
+    expect(under.under).toBe(1);
   });
 });

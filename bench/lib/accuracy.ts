@@ -16,7 +16,18 @@
  * needs none, but a system that admits the same number of requests a few
  * milliseconds later than the ideal one is charged for the shift.
  */
-export type Decisions = { times: number[]; keys: string[]; statuses: number[] };
+export type Decisions = {
+  times: number[];
+  keys: string[];
+  statuses: number[];
+  /** When each response was ready (bench/server.ts with BENCH_RECORD_DECIDED=1). */
+  decided?: number[];
+};
+
+/** The same record timed by when each decision was ready instead of by arrival (requires `decided`). */
+export function atDecision(records: Decisions[]): Decisions[] {
+  return records.map((r) => ({ times: r.decided ?? r.times, keys: r.keys, statuses: r.statuses }));
+}
 
 export type Accuracy = {
   decisions: number;
@@ -78,5 +89,83 @@ export function accuracy(records: Decisions[], policy: { capacity: number; refil
     under,
     overPct: decisions ? (100 * over) / decisions : 0,
     underPct: decisions ? (100 * under) / decisions : 0,
+  };
+}
+
+export type LimitSpec = { name: string; capacity: number; refillPerSec: number };
+
+export type MultiAccuracy = {
+  decisions: number;
+  admitted: number;
+  /** Per limit, in the order given: admissions that break that limit's bound (the system's admissions replayed). */
+  perLimit: Array<{ name: string; over: number; overPct: number }>;
+  /** Denials an ideal set of buckets (every limit, all or nothing), deciding on its own, would have admitted. */
+  under: number;
+  underPct: number;
+};
+
+/**
+ * Accuracy of a rule with several limits, each request taking one token from
+ * every limit, all or nothing. Over-admission is counted for each limit
+ * separately (the system's admissions replayed through that limit's ideal
+ * bucket, as in `accuracy`); under-admission against an ideal set of buckets
+ * run on its own over the same arrivals, admitting only when every bucket has a
+ * token and then taking one from each.
+ */
+export function multiAccuracy(records: Decisions[], limits: LimitSpec[], toleranceTokens = 0.1): MultiAccuracy {
+  type Ev = { t: number; ok: boolean };
+  const byKey = new Map<string, Ev[]>();
+  let decisions = 0;
+  let admitted = 0;
+  for (const r of records) {
+    for (let i = 0; i < r.times.length; i++) {
+      const status = r.statuses[i] as number;
+      if (status !== 200 && status !== 429) continue;
+      const key = r.keys[i] as string;
+      let list = byKey.get(key);
+      if (!list) {
+        list = [];
+        byKey.set(key, list);
+      }
+      list.push({ t: r.times[i] as number, ok: status === 200 });
+      decisions++;
+      if (status === 200) admitted++;
+    }
+  }
+  const perMs = limits.map((l) => l.refillPerSec / 1000);
+  const over = limits.map(() => 0);
+  let under = 0;
+  for (const list of byKey.values()) {
+    list.sort((a, b) => a.t - b.t);
+    const replay = limits.map((l) => l.capacity);
+    const ideal = limits.map((l) => l.capacity);
+    let at = (list[0] as Ev).t;
+    for (const e of list) {
+      const dt = e.t - at;
+      at = e.t;
+      for (let j = 0; j < limits.length; j++) {
+        const cap = (limits[j] as LimitSpec).capacity;
+        replay[j] = Math.min(cap, (replay[j] as number) + dt * (perMs[j] as number));
+        ideal[j] = Math.min(cap, (ideal[j] as number) + dt * (perMs[j] as number));
+      }
+      const idealAdmits = ideal.every((x) => x >= 1);
+      if (idealAdmits) for (let j = 0; j < ideal.length; j++) ideal[j] = (ideal[j] as number) - 1;
+      if (e.ok) {
+        for (let j = 0; j < replay.length; j++) {
+          if ((replay[j] as number) >= 1 - toleranceTokens) replay[j] = (replay[j] as number) - 1;
+          else over[j] = (over[j] as number) + 1;
+        }
+      } else if (idealAdmits) {
+        under++;
+      }
+    }
+  }
+  const pct = (n: number) => (decisions ? (100 * n) / decisions : 0);
+  return {
+    decisions,
+    admitted,
+    perLimit: limits.map((l, j) => ({ name: l.name, over: over[j] as number, overPct: pct(over[j] as number) })),
+    under,
+    underPct: pct(under),
   };
 }
