@@ -242,7 +242,7 @@ export class LeaseManager {
     if (k.spendable(now, cost, hold ? this.#maxHoldMs : 0)) {
       this.stats.localDecisions++;
       const d = this.#spend(k, now, cost, hold, 'local');
-      if (!k.inflight && k.deniedUntil <= now && !this.#breaker?.isOpen && (k.lease?.tokens ?? 0) < lowWater(k.intervalMs, k.lastGrant, this.#sizing)) {
+      if (!k.inflight && k.deniedUntil <= now && !this.#breaker?.isOpen && (k.lease?.tokens ?? 0) < lowWater(k.intervalMs, k.lastGrant, k.policy.refillPerSec, this.#sizing)) {
         this.#lease(k, now);
       }
       return d;

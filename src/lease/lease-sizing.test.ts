@@ -27,14 +27,15 @@ describe('lease sizing', () => {
   });
 
   it.each([
-    // intervalMs, lastGrant, expected low water
-    [Number.NaN, 20, 0], // no rate yet: never refill ahead
-    [20_000, 20, 0], // slower than half a TTL: leases die before use
-    [10, 20, 5], // 50 ms of demand at 100/s
-    [10, 4, 2], // never more than half the last grant
-    [100, 20, 1],
-  ])('lowWater at %s ms with a last grant of %i: %i', (interval, lastGrant, expected) => {
-    expect(lowWater(interval, lastGrant, o)).toBe(expected);
+    // intervalMs, lastGrant, refillPerSec, expected low water
+    [Number.NaN, 20, 1000, 0], // no rate yet: never refill ahead
+    [20_000, 20, 1000, 0], // slower than half a TTL: leases die before use
+    [10, 20, 1000, 5], // 50 ms of demand at 100/s, within a 1000/s refill
+    [10, 4, 1000, 2], // never more than half the last grant
+    [100, 20, 1000, 1],
+    [10, 20, 10, 0], // 100/s against a 10/s refill: draining, never ahead (it would strand tokens)
+  ])('lowWater at %s ms with a last grant of %i and a refill of %i/s: %i', (interval, lastGrant, refill, expected) => {
+    expect(lowWater(interval, lastGrant, refill, o)).toBe(expected);
   });
 
   it('averages arrival gaps (EWMA 0.2) and ignores a clock that went back', () => {

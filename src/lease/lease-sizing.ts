@@ -13,7 +13,8 @@
  *   an abuser) lease exactly what waits: prefetching for them would strand
  *   tokens on this node that another node's share of the burst needs.
  * - Refill-ahead: once a warm key's held tokens fall below its demand over
- *   `aheadMs`, the next lease is fetched in the background.
+ *   `aheadMs`, the next lease is fetched in the background; never for a key
+ *   arriving faster than its policy refills (it would strand tokens too).
  */
 
 export type SizingOptions = {
@@ -47,8 +48,13 @@ export function extraTokens(intervalMs: number, refillPerSec: number, need: numb
   return Math.max(0, aheadTokens(intervalMs, o) - need);
 }
 
-/** Refill-ahead threshold: the demand over `aheadMs`, for keys warm enough to use a lease; 0 = never. */
-export function lowWater(intervalMs: number, lastGrant: number, o: SizingOptions): number {
-  if (!(intervalMs * 2 < o.leaseTtlMs)) return 0;
+/**
+ * Refill-ahead threshold: the demand over `aheadMs`, for keys warm enough to use a lease
+ * and arriving within their policy's rate; 0 = never. A key arriving faster than its
+ * policy refills is draining the bucket: fetching ahead for it would strand tokens on this
+ * node that another node's requests for the same key need (the bucket is about to be dry).
+ */
+export function lowWater(intervalMs: number, lastGrant: number, refillPerSec: number, o: SizingOptions): number {
+  if (!(intervalMs * 2 < o.leaseTtlMs) || intervalMs * refillPerSec < 1000) return 0;
   return Math.min(Math.floor(lastGrant / 2), Math.ceil(o.aheadMs / Math.max(intervalMs, 0.01)));
 }
