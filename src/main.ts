@@ -25,14 +25,7 @@ import { startService } from './service.js';
  */
 function runPrimary(n: number, shutdownTimeoutMs: number, logger: ReturnType<typeof createLogger>): void {
   let stopping = false;
-  const fork = (i: number) => cluster.fork({ TANDEM_WORKER_INDEX: String(i) }).on('exit', (code, signal) => {
-    if (stopping) return;
-    logger.error('worker exited; starting another', { worker: i, code, signal });
-    setTimeout(() => fork(i), 1000).unref();
-  });
-  for (let i = 0; i < n; i++) fork(i);
-  logger.info('primary started workers', { workers: n });
-  const stop = (signal: NodeJS.Signals) => {
+  const stop = (signal: NodeJS.Signals, code = 0) => {
     if (stopping) return;
     stopping = true;
     for (const w of Object.values(cluster.workers ?? {})) w?.process.kill(signal);
@@ -42,12 +35,48 @@ function runPrimary(n: number, shutdownTimeoutMs: number, logger: ReturnType<typ
       if (Object.keys(cluster.workers ?? {}).length === 0) {
         clearInterval(check);
         logger.info('stopped', { workers: n });
-        process.exit(0);
+        process.exit(code);
       }
     }, 50);
   };
+  const fork = (i: number) => {
+    let listening = false;
+    const w = cluster.fork({ TANDEM_WORKER_INDEX: String(i) });
+    w.on('listening', () => {
+      listening = true;
+    });
+    w.on('exit', (code, signal) => {
+      if (stopping) return;
+      if (!listening) {
+        // It never served (a port in use, a bad file): starting it again would fail the same way.
+        logger.error('worker failed to start; stopping every worker', { worker: i, code, signal });
+        stop('SIGTERM', 1);
+        return;
+      }
+      logger.error('worker exited; starting another', { worker: i, code, signal });
+      setTimeout(() => {
+        if (!stopping) fork(i);
+      }, 1000).unref();
+    });
+  };
+  for (let i = 0; i < n; i++) fork(i);
+  logger.info('primary started workers', { workers: n });
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  watchParent(() => stop('SIGTERM'));
+}
+
+/** Under `npm start`, shuts down when npm is gone (a signal sent to npm alone is not passed on). */
+function watchParent(onGone: () => void): void {
+  if (!process.env.npm_lifecycle_event) return;
+  const parent = process.ppid;
+  const watch = setInterval(() => {
+    if (process.ppid !== parent) {
+      clearInterval(watch);
+      onGone();
+    }
+  }, 200);
+  watch.unref();
 }
 
 async function main(): Promise<void> {
@@ -102,16 +131,8 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-  if (process.env.npm_lifecycle_event) {
-    const parent = process.ppid;
-    const watch = setInterval(() => {
-      if (process.ppid !== parent) {
-        clearInterval(watch);
-        stop('parent process exited');
-      }
-    }, 200);
-    watch.unref();
-  }
+  // A worker's parent is the primary, which watches npm itself.
+  if (!cluster.isWorker) watchParent(() => stop('parent process exited'));
 }
 
 process.on('unhandledRejection', (reason) => {

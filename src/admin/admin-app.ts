@@ -133,7 +133,7 @@ export function createAdminApp(d: AdminDeps): OpenAPIHono<Env> {
         const prev = current && current.version === base ? (current.document as PolicyDocument) : undefined;
         const r = await d.store.put(doc, base, { actor: c.get('actor'), summary: summarize(prev) });
         if (r.ok) {
-          await d.runtime.sync();
+          d.runtime.adopt({ version: r.version, document: doc });
           d.logger.info('policy document changed', { version: r.version, actor: c.get('actor') });
           return c.json({ version: r.version }, 200, { ETag: `"${r.version}"` });
         }

@@ -44,7 +44,7 @@ describe('loadConfig', () => {
     ['DATA_DIR', '/var/lib/tandem', (c) => c.dataDir, '/var/lib/tandem'],
     ['UPSTREAM_URL', 'http://app:3000', (c) => c.upstreamUrl, 'http://app:3000'],
     ['UPSTREAM_TIMEOUT_MS', '2500', (c) => c.upstreamTimeoutMs, 2500],
-    ['WORKERS', 'auto', (c) => c.workers, 'auto'],
+    ['WORKERS', 'auto', (c) => c.workers, 'auto'], // with REDIS_URL (above)
   ];
 
   it('reads every variable it declares, each into its own field', () => {

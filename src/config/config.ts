@@ -92,6 +92,11 @@ const schema = z.object({
     path: ['POLICY_SOURCE'],
     message: 'redis, or file together with POLICY_FILE (the file that is the document)',
   })
+  // Workers of one machine share policies and limits only through Redis.
+  .refine((c) => c.WORKERS === '1' || c.REDIS_URL !== undefined || c.REDIS_CLUSTER_NODES !== undefined, {
+    path: ['WORKERS'],
+    message: '1 without REDIS_URL or REDIS_CLUSTER_NODES (workers share limits and policies only through Redis)',
+  })
   .refine((c) => c.SHUTDOWN_TIMEOUT_MS === 0 || c.SHUTDOWN_DRAIN_MS < c.SHUTDOWN_TIMEOUT_MS, {
     path: ['SHUTDOWN_DRAIN_MS'],
     message: 'less than SHUTDOWN_TIMEOUT_MS (draining is part of the shutdown)',

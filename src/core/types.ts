@@ -39,6 +39,8 @@ export type Decision = {
   shed?: true;
   /** How it was decided: from held tokens, after a store call, or without the store. */
   source: DecisionSource;
+  /** Set by `MultiLimiter.acquire` when it reserved tokens: the lease they belong to (pass it to `settle`). */
+  reservation?: number;
 };
 
 /** `local`: held tokens or a known-dry bucket; `global`: after a store call; `degraded`/`fail_open`: without the store. */
@@ -57,7 +59,7 @@ export interface Limiter {
  */
 export interface MultiLimiter extends Limiter {
   acquire(clientId: string, policy: Policy, cost: number): Decision | Promise<Decision>;
-  settle(clientId: string, policy: Policy, cost: number, commit: boolean): void;
+  settle(clientId: string, policy: Policy, cost: number, commit: boolean, reservation: number): void;
 }
 
 /** What the lease manager counts, for health and metrics. */

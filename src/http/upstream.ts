@@ -16,6 +16,8 @@ import { proxy } from 'hono/proxy';
 export type UpstreamOptions = { url: string; timeoutMs: number };
 export type Forward = (c: Context, extraHeaders: Record<string, string>) => Promise<Response>;
 
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'];
+
 const json = (status: number, detail: string) => new Response(JSON.stringify({ detail }), { status, headers: { 'Content-Type': 'application/json' } });
 
 export function createForwarder(o: UpstreamOptions): Forward {
@@ -25,12 +27,15 @@ export function createForwarder(o: UpstreamOptions): Forward {
     const url = new URL(c.req.url);
     const peer = incoming?.socket?.remoteAddress;
     const prior = c.req.header('x-forwarded-for');
-    const headers: Record<string, string | undefined> = {
-      ...c.req.header(),
-      host: undefined,
-      'x-forwarded-for': [prior, peer].filter(Boolean).join(', ') || undefined,
-      'x-forwarded-proto': c.req.header('x-forwarded-proto') ?? url.protocol.replace(':', ''),
-    };
+    const headers: Record<string, string | undefined> = { ...c.req.header() };
+    // Hop-by-hop headers, and any the client names in Connection, stop here (RFC 9110 §7.6.1).
+    for (const name of [...HOP_BY_HOP, ...(headers.connection ?? '').split(',').map((h) => h.trim().toLowerCase())]) {
+      if (name) headers[name] = undefined;
+    }
+    headers.host = undefined;
+    headers['x-forwarded-for'] = [prior, peer].filter(Boolean).join(', ') || undefined;
+    // What this hop received, not what the client claims.
+    headers['x-forwarded-proto'] = url.protocol.replace(':', '');
     try {
       const res = await proxy(`${base}${url.pathname}${url.search}`, {
         raw: c.req.raw,

@@ -35,8 +35,8 @@ export class KeyState {
   evicted = false;
   /** In the return queue. */
   returnQueued = false;
-  /** When the key's policy limits last changed (calls sent before then are void). */
-  forgottenAt = Number.NEGATIVE_INFINITY;
+  /** Bumped when what the node holds for the key is forgotten (limits changed, usage reset): calls sent before are void. */
+  forgets = 0;
   /** This node's own bucket, used only in degraded `local` mode. */
   fallback: TokenBucket | undefined;
 

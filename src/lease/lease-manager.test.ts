@@ -522,3 +522,29 @@ describe('LeaseManager review findings', () => {
     expect(store.calls.filter((c) => c.report && !c.report.keep)).toHaveLength(1);
   });
 });
+
+describe('LeaseManager reservations (review finding)', () => {
+  it('settles a reservation only against the lease it came from: a release meant for a replaced lease takes nobody else\'s', async () => {
+    const { store, manager } = setup({ coldLeaseTokens: 5 });
+    const a = await manager.acquire('k', policy, 1); // lease L1 (5 tokens), 1 reserved
+    expect(a.reservation).toBeDefined();
+    manager.forgetClient('k'); // L1 dropped (as after a reset)
+    const b = await manager.acquire('k', policy, 1); // a new lease L2, 1 reserved
+    expect(b.reservation).toBeDefined();
+    expect(b.reservation).not.toBe(a.reservation);
+    manager.settle('k', policy, 1, false, a.reservation as number); // A releases: must not touch L2
+    manager.settle('k', policy, 1, true, b.reservation as number); // B commits: its spend is recorded
+    await manager.close();
+    const back = store.calls.at(-1)?.report;
+    expect(back?.spends.reduce((n, [, c]) => n + c, 0)).toBe(1); // B's spend, reported
+    expect(back?.unused).toBe((back?.registered ?? 0) - 1);
+  });
+
+  it('reserves nothing for a degraded decision, so the engine settles nothing for it', async () => {
+    const { store, manager } = setup({ degradedMode: 'local' });
+    store.failing = true;
+    const d = await manager.acquire('k', policy, 1);
+    expect(d).toMatchObject({ allowed: true, source: 'degraded' });
+    expect(d.reservation).toBeUndefined();
+  });
+});

@@ -81,7 +81,7 @@ export type LeaseManagerOptions = {
   liveNodes?: () => number;
   /** How a client id is named in logs (a keyed hash); never the raw id. Default: not named. */
   clientLabel?: (clientId: string) => string;
-  /** Longest a request may hold reserved tokens (two store deadlines and a margin); a lease closer to expiry is not reserved from. Default 1000. */
+  /** Longest a request may hold reserved tokens (two store deadlines and a margin); a lease closer to expiry is not reserved from. Default 1000, at most leaseTtlMs / 4. */
   maxHoldMs?: number;
 };
 
@@ -145,7 +145,9 @@ export class LeaseManager {
     this.#clock = options.clock;
     this.#log = options.logger;
     this.#ttlMs = options.leaseTtlMs;
-    this.#maxHoldMs = options.maxHoldMs ?? 1000;
+    // At most a quarter of the TTL: a lease call answers within its deadline, at most a
+    // quarter of the TTL (config), so a fresh lease always leaves room for a reservation.
+    this.#maxHoldMs = Math.min(options.maxHoldMs ?? 1000, options.leaseTtlMs / 4);
     this.#sizing = {
       maxAhead: options.maxLeaseTokens,
       coverMs: options.leaseCoverMs ?? options.leaseTtlMs * 0.8,
@@ -212,13 +214,14 @@ export class LeaseManager {
     return this.#decide(clientId, policy, cost, true);
   }
 
-  /** Settles tokens `acquire` reserved: spent when `commit`, back to the lease otherwise. */
-  settle(clientId: string, policy: Policy, cost: number, commit: boolean): void {
+  /** Settles tokens `acquire` reserved from the lease named `reservation`: spent when `commit`, back to it otherwise. */
+  settle(clientId: string, policy: Policy, cost: number, commit: boolean, reservation: number): void {
     const k = this.#keys.peek(stateId(policy.name, clientId));
     const lease = k?.lease;
-    // The lease the tokens came from is gone (expired, not kept by the store, evicted):
-    // the store counts them until their generation expires, which is what a spend costs.
-    if (!k || !lease || lease.reserved < cost) return;
+    // The lease the tokens came from is gone (replaced, dropped, evicted): the store counts
+    // them until their generation expires, which is what a spend costs; never settle them
+    // against another lease (another request's reservation would be taken).
+    if (!k || !lease || lease.id !== reservation || lease.reserved < cost) return;
     lease.reserved -= cost;
     if (commit) recordSpend(lease, this.#clock.nowMs(), cost);
     else lease.tokens += cost;
@@ -275,7 +278,7 @@ export class LeaseManager {
     for (const k of this.#keys.values()) {
       if (!set.has(k.policy.name)) continue;
       // A call out now was sent under the old limits: its reply must not make tokens spendable.
-      k.forgottenAt = now;
+      k.forgets++;
       k.deniedUntil = 0;
       k.fallback = undefined;
       if (k.lease) {
@@ -289,10 +292,9 @@ export class LeaseManager {
 
   /** Forgets what this node holds for `clientId` under every policy (its buckets were reset). */
   forgetClient(clientId: string): void {
-    const now = this.#clock.nowMs();
     for (const k of this.#keys.values()) {
       if (k.clientId !== clientId) continue;
-      k.forgottenAt = now;
+      k.forgets++;
       k.deniedUntil = 0;
       k.fallback = undefined;
       // The reset bucket does not know this lease: drop it rather than return it.
@@ -359,7 +361,7 @@ export class LeaseManager {
     else recordSpend(lease, now, cost);
     const p = k.policy;
     const remaining = this.#remaining(k, now);
-    return {
+    const d: Decision = {
       allowed: true,
       limit: p.capacity,
       remaining,
@@ -368,6 +370,8 @@ export class LeaseManager {
       policy: p,
       source,
     };
+    if (hold) d.reservation = lease.id;
+    return d;
   }
 
   #denial(k: KeyState, now: number, source: DecisionSource): Decision {
@@ -412,12 +416,13 @@ export class LeaseManager {
     this.stats.leaseCalls++;
     if (need === 0) this.stats.aheadCalls++;
     const extra = extraTokens(k.intervalMs, k.policy.refillPerSec, need, this.#sizing);
+    const forgets = k.forgets;
     this.#track(
       this.#storeLease(k, { need, extra, leaseTtlMs: this.#ttlMs, report })
         .then(
           (reply) => {
             try {
-              this.#granted(k, reply, need, now, unusedAtSend);
+              this.#granted(k, reply, need, now, unusedAtSend, forgets);
             } catch (err) {
               // A bug here must not leave requests waiting forever.
               this.#failed(k, err);
@@ -434,7 +439,7 @@ export class LeaseManager {
     );
   }
 
-  #granted(k: KeyState, reply: LeaseReply, need: number, sentAt: number, unusedAtSend: number): void {
+  #granted(k: KeyState, reply: LeaseReply, need: number, sentAt: number, unusedAtSend: number, forgets: number): void {
     k.inflight = false;
     // The degraded-mode bucket (k.fallback) is kept: a Redis that fails every other call must
     // not hand out a fresh share each time. Left alone, it refills by itself.
@@ -445,7 +450,7 @@ export class LeaseManager {
     k.globalRemaining = reply.remaining;
     k.globalAt = now;
     if (k.lease) this.#returns.track(k, k.lease.expiresAt);
-    if (sentAt <= k.forgottenAt) {
+    if (forgets !== k.forgets) {
       // Sent under limits that have changed since: what it brought goes back unspent, and the
       // requests waiting on it ask again under the new limits.
       this.#breaker?.success();

@@ -7,7 +7,11 @@
 import type { LeaseReply, LeaseReport } from '../core/types.js';
 import { spendGroups } from '../protocol/lease-step.js';
 
+let nextLeaseId = 1;
+
 export type Lease = {
+  /** Stays the same across renewals, changes whenever the lease is replaced: reservations name it. */
+  readonly id: number;
   /** The store's time for the grant (or last renewal): names the lease in reports. */
   readonly grantedAtMs: number;
   /** Tokens registered to it in the store (granted plus kept). */
@@ -55,7 +59,7 @@ export function recordSpend(lease: Lease, nowMs: number, cost: number): void {
  *
  * @example
  * applyReply(undefined, { granted: 5, kept: false, grantedAtMs: 1000, remaining: 35, retryAfterMs: 0 }, 0, 0, 30_000)
- * // { grantedAtMs: 1000, registered: 5, tokens: 5, reserved: 0, expiresAt: 29_999, spendTimes: [], spendCounts: [] }
+ * // { id: 1, grantedAtMs: 1000, registered: 5, tokens: 5, reserved: 0, expiresAt: 29_999, spendTimes: [], spendCounts: [] }
  */
 export function applyReply(held: Lease | undefined, reply: LeaseReply, sentAtMs: number, unusedAtSend: number, ttlMs: number): Lease | undefined {
   // One ms short of the store's deadline: Redis TIME is whole ms, performance.now() is not.
@@ -66,6 +70,7 @@ export function applyReply(held: Lease | undefined, reply: LeaseReply, sentAtMs:
     const registered = unusedAtSend + reply.granted;
     if (registered <= 0) return undefined;
     return {
+      id: held.id,
       grantedAtMs: reply.grantedAtMs,
       registered,
       tokens: held.tokens + reply.granted,
@@ -77,5 +82,5 @@ export function applyReply(held: Lease | undefined, reply: LeaseReply, sentAtMs:
   }
   // The old lease is dead in the store: what was spent from it in flight is not ours to report.
   if (reply.granted <= 0) return undefined;
-  return { grantedAtMs: reply.grantedAtMs, registered: reply.granted, tokens: reply.granted, reserved: 0, expiresAt, spendTimes: [], spendCounts: [] };
+  return { id: nextLeaseId++, grantedAtMs: reply.grantedAtMs, registered: reply.granted, tokens: reply.granted, reserved: 0, expiresAt, spendTimes: [], spendCounts: [] };
 }

@@ -189,7 +189,8 @@ export class PolicyEngine {
       const all = ds.every((x) => x.allowed);
       // All or nothing: every reserved limit is spent, or every one goes back.
       ds.forEach((x, i) => {
-        if (x.allowed) limiter.settle(clientId, rule.limits[i] as Policy, rule.cost, all);
+        // Only what was reserved (a degraded or fail-open decision reserved nothing).
+        if (x.reservation !== undefined) limiter.settle(clientId, rule.limits[i] as Policy, rule.cost, all, x.reservation);
       });
       return this.#outcome(rule, clientId, ds);
     };
@@ -199,7 +200,7 @@ export class PolicyEngine {
       if (failed) {
         // A store fault on one limit: give back what the others reserved, then fail like one limit would.
         settled.forEach((s, i) => {
-          if (s.status === 'fulfilled' && s.value.allowed) limiter.settle(clientId, rule.limits[i] as Policy, rule.cost, false);
+          if (s.status === 'fulfilled' && s.value.reservation !== undefined) limiter.settle(clientId, rule.limits[i] as Policy, rule.cost, false, s.value.reservation);
         });
         throw failed.reason;
       }

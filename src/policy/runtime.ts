@@ -255,7 +255,8 @@ export class PolicyRuntime {
     await this.#seedClients();
     this.#clientsVersion = await store.clientsVersion();
     this.#o.registry.replaceAll(await store.clients());
-    if (current) this.#apply(current, 'store');
+    // Never backwards: an announcement may have brought a newer version meanwhile.
+    if (current && (current.version >= this.#version || this.#source !== 'store')) this.#apply(current, 'store');
     this.#saveLocalCopy();
     const differs = current !== undefined && !isDeepStrictEqual(current.document, this.#o.seed);
     if (differs && !this.#seedDiffers) {
@@ -302,6 +303,11 @@ export class PolicyRuntime {
         () => {},
       );
     }
+  }
+
+  /** A version this node wrote itself (the admin API): applied at once if newer. */
+  adopt(stored: StoredPolicy): void {
+    if (stored.version > this.#version) this.#apply(stored, 'store');
   }
 
   async #applyVersion(v: number): Promise<void> {

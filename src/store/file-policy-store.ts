@@ -55,10 +55,24 @@ export class FilePolicyStore implements PolicyStore {
     }
   }
 
-  #save(): void {
-    if (!this.#path) return;
-    const saved: Saved = { versions: [...this.#versions.values()], audit: this.#audit, clients: [...this.#clients] };
-    writeFileAtomic(this.#path, JSON.stringify(saved));
+  /** Writes what the store holds plus `change`, then makes the change: a failed write changes nothing. */
+  #save(change: { version?: StoredPolicy; audit?: AuditEntry; client?: [string, ClientRecord | undefined] } = {}): void {
+    const versions = new Map(this.#versions);
+    if (change.version) versions.set(change.version.version, change.version);
+    const audit = change.audit ? [change.audit, ...this.#audit].slice(0, 1000) : this.#audit;
+    const clients = new Map(this.#clients);
+    if (change.client) {
+      const [h, r] = change.client;
+      if (r) clients.set(h, r);
+      else clients.delete(h);
+    }
+    if (this.#path) writeFileAtomic(this.#path, JSON.stringify({ versions: [...versions.values()], audit, clients: [...clients] } satisfies Saved));
+    if (change.version) this.#versions.set(change.version.version, change.version);
+    this.#audit = audit;
+    if (change.client) {
+      this.#clients.clear();
+      for (const [h, r] of clients) this.#clients.set(h, r);
+    }
   }
 
   #latest(): number {
@@ -83,10 +97,7 @@ export class FilePolicyStore implements PolicyStore {
     const current = this.#latest();
     if (current !== expected) return Promise.resolve({ ok: false as const, current });
     const version = current + 1;
-    this.#versions.set(version, { version, document });
-    this.#audit.unshift({ ...audit, kind: 'policy', version, atMs: Date.now() });
-    this.#audit = this.#audit.slice(0, 1000);
-    this.#save();
+    this.#save({ version: { version, document }, audit: { ...audit, kind: 'policy', version, atMs: Date.now() } });
     for (const l of this.#listeners) l({ kind: 'policy', version });
     return Promise.resolve({ ok: true as const, version });
   }
@@ -108,20 +119,14 @@ export class FilePolicyStore implements PolicyStore {
   }
 
   setClient(keyHash: string, record: ClientRecord | undefined, audit: { actor: string; summary: string }): Promise<void> {
-    if (record) this.#clients.set(keyHash, record);
-    else this.#clients.delete(keyHash);
+    this.#save({ client: [keyHash, record], audit: { ...audit, kind: 'client', version: this.#latest(), atMs: Date.now() } });
     this.#clientsVersion++;
-    this.#audit.unshift({ ...audit, kind: 'client', version: this.#latest(), atMs: Date.now() });
-    this.#audit = this.#audit.slice(0, 1000);
-    this.#save();
     for (const l of this.#listeners) l({ kind: 'client', keyHash });
     return Promise.resolve();
   }
 
   audit(entry: { actor: string; kind: 'policy' | 'client'; summary: string }): Promise<void> {
-    this.#audit.unshift({ ...entry, version: this.#latest(), atMs: Date.now() });
-    this.#audit = this.#audit.slice(0, 1000);
-    this.#save();
+    this.#save({ audit: { ...entry, version: this.#latest(), atMs: Date.now() } });
     return Promise.resolve();
   }
 

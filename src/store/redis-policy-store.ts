@@ -127,7 +127,13 @@ export class RedisPolicyStore implements PolicyStore {
         // A message of another shape: the periodic version check catches up anyway.
       }
     });
-    await this.#call('subscribe', () => sub.subscribe(this.channel));
+    try {
+      await this.#call('subscribe', () => sub.subscribe(this.channel));
+    } catch (err) {
+      // Not subscribed: this connection goes, the caller retries with a new one later.
+      sub.disconnect();
+      throw err;
+    }
     return async () => {
       sub.disconnect();
     };
