@@ -9,32 +9,18 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { RedisProcess } from './helpers/redis-server.js';
+import { sharedRedis } from './helpers/shared-redis.js';
 import { type Node, hit, startNode } from './helpers/service.js';
 
 const TOKEN = 'ops-team-secret-0123456789';
 const ADMIN = { ADMIN_TOKENS: `ops:${TOKEN},ci:another-secret-abcdefgh` };
-let redis: RedisProcess;
-let nodes: Node[] = [];
-
-beforeAll(async () => {
-  redis = await RedisProcess.start();
-});
-afterEach(async () => {
-  await Promise.all(nodes.map((n) => n.close(1000)));
-  nodes = [];
-  const c = redis.client();
-  await c.flushall();
-  c.disconnect();
-});
-afterAll(async () => {
-  await redis.stop();
-});
+const fx = sharedRedis();
 
 async function node(env: Record<string, string> = {}): Promise<Node> {
-  const n = await startNode({ REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '1000', ...ADMIN, ...env });
-  nodes.push(n);
+  const n = await startNode({ REDIS_URL: fx.redis.url, REDIS_TIMEOUT_MS: '1000', ...ADMIN, ...env });
+  fx.nodes.push(n);
   return n;
 }
 
@@ -62,8 +48,8 @@ async function until(what: string, cond: () => boolean, ms = 5000): Promise<numb
 
 describe('admin API', () => {
   it('answers 503 without tokens configured, 401 for a missing or wrong token, and serves health and docs without one', async () => {
-    const bare = await startNode({ REDIS_URL: redis.url });
-    nodes.push(bare);
+    const bare = await startNode({ REDIS_URL: fx.redis.url });
+    fx.nodes.push(bare);
     expect((await call(bare, 'GET', '/admin/policy')).status).toBe(503);
     expect((await call(bare, 'GET', '/admin/policy')).body.detail).toMatch(/ADMIN_TOKENS/);
     const n = await node();
@@ -119,7 +105,7 @@ describe('admin API', () => {
     expect(put.body.version).toBe(2);
     expect(ms).toBeLessThan(3000); // a liveness bound; the measured figure is printed and in the README
     // A change written without an announcement (a lost message): the periodic check finds it.
-    const raw = redis.client();
+    const raw = fx.redis.client();
     await raw.set('rl:{policy}:doc:3', JSON.stringify(doc(15)));
     await raw.set('rl:{policy}:version', '3');
     raw.disconnect();
@@ -149,7 +135,7 @@ describe('admin API', () => {
     const a = await node();
     await call(a, 'PUT', '/admin/policy', doc(12));
     await a.close(1000);
-    nodes = [];
+    fx.nodes.length = 0;
     const b = await node({ RATE_LIMIT_CAPACITY: '99' });
     expect(b.runtime.state).toMatchObject({ version: 2, source: 'store', seedDiffers: true });
     expect(b.policies().policies.get('default')?.capacity).toBe(12);
@@ -157,12 +143,12 @@ describe('admin API', () => {
 
   it('answers 503 and writes nothing while Redis is away during a PUT', async () => {
     const a = await node({ REDIS_TIMEOUT_MS: '100' });
-    redis.freeze();
+    fx.redis.freeze();
     try {
       const r = await call(a, 'PUT', '/admin/policy', doc(7));
       expect(r.status).toBe(503);
     } finally {
-      redis.thaw();
+      fx.redis.thaw();
     }
     expect((await call(a, 'GET', '/admin/policy')).body.version).toBe(1);
   });
@@ -194,7 +180,7 @@ describe('admin API', () => {
     expect(JSON.stringify(put.body)).not.toContain('sk_live_secret_value');
     await until('b sees the record', () => b.registry.lookup('sk_live_secret_value')?.tier === 'enterprise');
     expect((await call(b, 'POST', '/admin/clients/lookup', { apiKey: 'sk_live_secret_value' })).body).toMatchObject({ tier: 'enterprise' });
-    const raw = redis.client();
+    const raw = fx.redis.client();
     expect(JSON.stringify(await raw.hgetall('rl:{policy}:clients'))).not.toContain('sk_live_secret_value');
     raw.disconnect();
     expect((await call(a, 'DELETE', '/admin/clients', { apiKey: 'sk_live_secret_value' })).status).toBe(200);
@@ -227,23 +213,23 @@ describe('a node restarted while Redis is away', () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'tandem-copy-'));
     try {
       const a = await startNode({ REDIS_URL: own.url, ...ADMIN, DATA_DIR: dataDir, KEY_HASH_SECRET: 'copy-test-secret-123' });
-      nodes.push(a);
+      fx.nodes.push(a);
       await call(a, 'PUT', '/admin/policy', doc(11));
       await call(a, 'PUT', '/admin/clients', { apiKey: 'gold-client', tier: 'enterprise' });
       await until('the copy has the client', () => a.registry.lookup('gold-client')?.tier === 'enterprise');
       await new Promise((r) => setTimeout(r, 50));
       await a.close(1000);
-      nodes = [];
+      fx.nodes.length = 0;
       await own.kill();
       const b = await startNode({ REDIS_URL: own.url, ...ADMIN, DATA_DIR: dataDir, KEY_HASH_SECRET: 'copy-test-secret-123', REDIS_TIMEOUT_MS: '100' });
-      nodes.push(b);
+      fx.nodes.push(b);
       expect(b.runtime.state).toMatchObject({ version: 2, source: 'local copy' });
       expect(b.policies().policies.get('default')?.capacity).toBe(11);
       expect(b.registry.lookup('gold-client')?.tier).toBe('enterprise');
       expect((await call(b, 'GET', '/health', undefined, {}, null)).body).toMatchObject({ mode: 'degraded', policy: { source: 'local copy' } });
     } finally {
-      await Promise.all(nodes.map((n) => n.close(1000)));
-      nodes = [];
+      await Promise.all(fx.nodes.map((n) => n.close(1000)));
+      fx.nodes.length = 0;
       await own.stop();
     }
   });
@@ -253,13 +239,13 @@ describe('admin API in embedded mode (no Redis)', () => {
   it('keeps every change in DATA_DIR across a restart', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'tandem-data-'));
     const a = await startNode({ ...ADMIN, DATA_DIR: dataDir });
-    nodes.push(a);
+    fx.nodes.push(a);
     expect((await call(a, 'PUT', '/admin/policy', doc(9))).body.version).toBe(2);
     await call(a, 'PUT', '/admin/clients', { apiKey: 'embedded-key', tier: 'enterprise' });
     await a.close(1000);
-    nodes = [];
+    fx.nodes.length = 0;
     const b = await startNode({ ...ADMIN, DATA_DIR: dataDir });
-    nodes.push(b);
+    fx.nodes.push(b);
     expect((await call(b, 'GET', '/admin/policy')).body).toMatchObject({ version: 2, document: { policies: { default: { limit: 9 } } } });
     expect(b.registry.lookup('embedded-key')?.tier).toBe('enterprise');
   });

@@ -10,13 +10,12 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { prng } from './helpers/prng.js';
-import { RedisProcess } from './helpers/redis-server.js';
+import { sharedRedis } from './helpers/shared-redis.js';
 import { type Node, startNode } from './helpers/service.js';
 
-let redis: RedisProcess;
-let nodes: Node[] = [];
+const fx = sharedRedis();
 const dir = mkdtempSync(join(tmpdir(), 'policy-engine-'));
 const writeJson = (name: string, value: unknown) => {
   const p = join(dir, name);
@@ -25,27 +24,12 @@ const writeJson = (name: string, value: unknown) => {
 };
 const tb = (limit: number, windowSec: number) => ({ algorithm: 'token_bucket', limit, windowSec });
 
-beforeAll(async () => {
-  redis = await RedisProcess.start();
-});
-afterEach(async () => {
-  await Promise.all(nodes.map((n) => n.close(1000)));
-  nodes = [];
-  // Each test brings its own policy: the one stored in Redis by an earlier test would win.
-  const c = redis.client();
-  await c.flushall();
-  c.disconnect();
-});
-afterAll(async () => {
-  await redis.stop();
-});
-
 async function twoNodes(env: Record<string, string>): Promise<[Node, Node]> {
   // A deadline no load on this machine reaches: these tests check the guarantee with Redis
   // healthy, and a timed-out call would decide in degraded mode (per-node shares).
-  const a = await startNode({ REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '2000', ...env });
-  const b = await startNode({ REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '2000', ...env });
-  nodes.push(a, b);
+  const a = await startNode({ REDIS_URL: fx.redis.url, REDIS_TIMEOUT_MS: '2000', ...env });
+  const b = await startNode({ REDIS_URL: fx.redis.url, REDIS_TIMEOUT_MS: '2000', ...env });
+  fx.nodes.push(a, b);
   return [a, b];
 }
 
@@ -205,8 +189,8 @@ describe('rules', () => {
     const via = (ip: string) => get(trusting, '/public', { 'X-Forwarded-For': ip });
     expect((await Promise.all([via('198.51.100.1'), via('198.51.100.1'), via('198.51.100.1')])).map((r) => r.status).sort()).toEqual([200, 200, 429]);
     expect((await via('198.51.100.2')).status).toBe(200); // another client behind the same proxy
-    await Promise.all(nodes.map((n) => n.close(1000)));
-    nodes = [];
+    await Promise.all(fx.nodes.map((n) => n.close(1000)));
+    fx.nodes.length = 0;
     const [direct] = await twoNodes({ POLICY_FILE: doc });
     // Without trusted proxies the header is ignored: every "client" is the socket's address.
     const spoofed = await Promise.all(['203.0.113.1', '203.0.113.2', '203.0.113.3'].map((ip) => get(direct, '/public', { 'X-Forwarded-For': ip })));

@@ -3,35 +3,20 @@
  * holds across nodes, a split burst is not under-admitted, and a node returns its
  * unused tokens when it shuts down.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { BucketState } from '../src/protocol/lease-step.js';
 import { leasedOf, readBucket } from './helpers/bucket-state.js';
-import { RedisProcess } from './helpers/redis-server.js';
+import { sharedRedis } from './helpers/shared-redis.js';
 import { type Node, hit, startNode } from './helpers/service.js';
 
-let redis: RedisProcess;
-let nodes: Node[] = [];
-beforeAll(async () => {
-  redis = await RedisProcess.start();
-});
-afterEach(async () => {
-  await Promise.all(nodes.map((n) => n.close(1000)));
-  nodes = [];
-  // Each test brings its own policy: the one stored in Redis by an earlier test would win.
-  const c = redis.client();
-  await c.flushall();
-  c.disconnect();
-});
-afterAll(async () => {
-  await redis.stop();
-});
+const fx = sharedRedis();
 
 async function twoNodes(env: Record<string, string> = {}): Promise<[Node, Node]> {
   // A deadline no load on this machine reaches: these tests check the guarantee with Redis
   // healthy, and a timed-out call would decide in degraded mode (per-node shares).
-  const a = await startNode({ REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '2000', ...env });
-  const b = await startNode({ REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '2000', ...env });
-  nodes.push(a, b);
+  const a = await startNode({ REDIS_URL: fx.redis.url, REDIS_TIMEOUT_MS: '2000', ...env });
+  const b = await startNode({ REDIS_URL: fx.redis.url, REDIS_TIMEOUT_MS: '2000', ...env });
+  fx.nodes.push(a, b);
   return [a, b];
 }
 
@@ -87,11 +72,11 @@ describe('two nodes, one Redis', () => {
       expect((await hit(a, 'returner')).status).toBe(200);
       await new Promise((r) => setTimeout(r, 150)); // ~6 req/s, within the 10/s refill
     }
-    const inspect = redis.client();
+    const inspect = fx.redis.client();
     const leasedBefore = leasedOf((await readBucket(inspect, 'returner')) as BucketState<unknown>);
     expect(leasedBefore).toBeGreaterThan(5); // warm key: tokens leased ahead of demand
     await a.close(2000);
-    nodes = nodes.filter((n) => n !== a);
+    fx.nodes.splice(fx.nodes.indexOf(a), 1);
     expect(a.manager.stats.returnCalls).toBe(1);
     const after = (await readBucket(inspect, 'returner')) as BucketState<{ tokens: number }>;
     inspect.disconnect();

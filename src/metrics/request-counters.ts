@@ -44,11 +44,7 @@ export class RequestCounters {
   readonly requests = new Map<string, Float64Array>();
   /** policy name → checks: [0..3] allowed by source, [4..7] denied by source, [8] cost units, [9] near limit. */
   readonly policies = new Map<string, PolicyCounts>();
-  /** Requests counted, all rules and outcomes. */
-  total = 0;
-
   request(rule: string, decision: RequestDecision): void {
-    this.total++;
     let a = this.requests.get(rule);
     if (a === undefined) {
       a = new Float64Array(REQUEST_DECISIONS.length);
