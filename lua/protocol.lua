@@ -3,8 +3,9 @@ protocol.lua: one atomic step of a client's global bucket with leases, for any
 algorithm. Mirrors leaseStep() in src/protocol/lease-step.ts line for line (read
 the design notes there); test/lua-script.test.ts checks both give identical
 answers. The algorithm's part (lua/algorithms/<name>.lua) is prepended when the
-script is loaded: it defines ALG_ARGC, ALG_TAG and the alg_* functions, and
-reads its own parameters from ARGV[1..ALG_ARGC].
+script is loaded: it defines ALG_ARGC, ALG_TAG, ALG_BYTES and the alg_*
+functions, and reads its own parameters from ARGV[1..ALG_ARGC]. Times passed
+to alg_advance and alg_life are store ms.
 
 KEYS[1]  the bucket key: prefix, {keyed hash of the client}, algorithm, policy
 ARGV[ALG_ARGC+1]  lease TTL (ms)
@@ -21,7 +22,9 @@ latest spend, permits spent in the group)
 
 Reply: { granted, kept (0/1), grantedAt (ms, Redis TIME, or the start of the generation
          the lease is in, at most 1 ms later: the lease's name), remaining (whole permits),
-         retryAfterMs (ms until a whole permit is back, when less than one is left; else 0) }
+         retryAfterMs (ms until a whole permit is back, when less than one is left; else 0),
+         lifeMs (how long from now the permits granted or kept may be spent: the TTL, or
+         less when the algorithm's window ends sooner) }
 
 State, binary (struct, big-endian): format version (byte), algorithm tag (byte),
 updatedMs (double), then for `cur` and `prev`: updatedMs - startMs, leased,
@@ -52,12 +55,12 @@ local cap = alg_capacity()
 
 local s, updated, cur, prev
 local raw = redis.call('GET', KEYS[1])
-if raw and string.len(raw) >= 42 and string.byte(raw, 1) == VERSION and string.byte(raw, 2) == ALG_TAG then
+if raw and string.len(raw) >= 34 + ALG_BYTES and string.byte(raw, 1) == VERSION and string.byte(raw, 2) == ALG_TAG then
   local _v, _a, u, cs, cl, cd, ps, pl, pd, pos = struct.unpack(HEADER, raw)
   updated = u
   cur = { start = u - cs, leased = cl, deadline = u + cd }
   prev = { start = u - ps, leased = pl, deadline = u + pd }
-  s = alg_decode(raw, pos)
+  s = alg_decode(raw, pos, u)
 else
   -- A fresh bucket (or one of another format): full, both generations start now, so
   -- reports about leases of an earlier incarnation are stale.
@@ -72,8 +75,9 @@ local function leased() return cur.leased + prev.leased end
 -- Lets time pass up to `to`, refilling up to what is not leased out; the cap applies even
 -- when no time passes (a lowered capacity takes effect at once).
 local function advance(to)
-  alg_advance(s, math.max(0, to - at), cap - leased())
-  at = math.max(at, to)
+  local t = math.max(at, to)
+  alg_advance(s, at, t, cap - leased())
+  at = t
 end
 -- A generation whose deadline has passed holds only dead leases: free it from its deadline
 -- on, and empty its range of names.
@@ -134,7 +138,10 @@ end
 alg_settle(s)
 updated = now
 
-local avail = alg_available(s)
+-- A window's permits die with it: nothing is granted for less than a ms.
+local life = alg_life(s, now, leaseTtl)
+local avail = 0
+if life >= 1 then avail = alg_available(s) end
 local granted = 0
 if avail > 0 then
   local forNeed = math.min(need, avail)
@@ -147,7 +154,7 @@ if granted > 0 then
 end
 -- A renewal that keeps its permits extends their life too, even when nothing new is granted.
 if granted > 0 or kept == 1 then
-  cur.deadline = math.max(cur.deadline, now + leaseTtl)
+  cur.deadline = math.max(cur.deadline, now + life)
 end
 -- The lease's name: a time within its generation.
 local grantedAt = math.max(now, cur.start)
@@ -158,8 +165,9 @@ local function lastDeadline()
   if cur.leased > 0 then d = math.max(d, cur.deadline) end
   return d
 end
+local left = alg_available(s)
 local retry = 0
-if alg_available(s) < 1 then
+if left < 1 then
   retry = alg_next_permit_ms(s)
   local own = keptUnused + granted
   if cap - (leased() - own) < 1 then retry = math.max(retry, lastDeadline() - now) end
@@ -175,4 +183,4 @@ redis.call('SET', KEYS[1],
     clamp32(updated - prev.start), prev.leased, clamp32(prev.deadline - updated)) .. alg_encode(s),
   'PX', ttl)
 
-return { granted, kept, grantedAt, alg_available(s), retry }
+return { granted, kept, grantedAt, left, retry, life }

@@ -9,6 +9,7 @@ State: the tokens in the bucket, not counting leased ones (a double).
 ]]
 local ALG_ARGC = 2
 local ALG_TAG = 116 -- 't'
+local ALG_BYTES = 8
 local tb_cap = tonumber(ARGV[1])
 local tb_refill = tonumber(ARGV[2])
 
@@ -16,8 +17,8 @@ local function floor6(x) return math.floor(x * 1e6) / 1e6 end
 
 local function alg_fresh() return { tokens = tb_cap } end
 local function alg_capacity() return tb_cap end
-local function alg_advance(s, ms, cap)
-  s.tokens = math.min(cap, s.tokens + math.max(0, ms) * tb_refill / 1000)
+local function alg_advance(s, from, to, cap)
+  s.tokens = math.min(cap, s.tokens + math.max(0, to - from) * tb_refill / 1000)
 end
 local function alg_settle(s) s.tokens = floor6(s.tokens) end
 local function alg_available(s) return math.max(0, math.floor(s.tokens)) end
@@ -34,8 +35,9 @@ local function alg_idle_ms(s)
   if perMs > 0 then return math.ceil((tb_cap - s.tokens) / perMs) end
   return 0
 end
+local function alg_life(s, now, ttl) return ttl end
 local function alg_encode(s) return struct.pack('>d', s.tokens) end
-local function alg_decode(raw, pos)
-  local tokens, nxt = struct.unpack('>d', raw, pos)
-  return { tokens = tokens }, nxt
+local function alg_decode(raw, pos, updated)
+  local tokens = struct.unpack('>d', raw, pos)
+  return { tokens = tokens }
 end

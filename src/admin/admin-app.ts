@@ -343,7 +343,7 @@ export function createAdminApp(d: AdminDeps): OpenAPIHono<Env> {
         const limits = [];
         for (const p of d.runtime.compiled.policies.values()) {
           const v = await d.buckets.peek(`k:${apiKey}`, p);
-          limits.push({ policy: p.name, limit: p.capacity, available: v ? Math.max(0, Math.floor(v.tokens)) : p.capacity, leased: v?.leased ?? 0 });
+          limits.push({ policy: p.name, limit: p.capacity, available: v ? v.available : p.capacity, leased: v?.leased ?? 0 });
         }
         return c.json({ client: d.registry.hash(apiKey), limits }, 200);
       } catch (err) {

@@ -7,18 +7,34 @@
  * graph in the README).
  */
 
-/** The algorithms a policy can name. Only `token_bucket` is implemented so far. */
-export type AlgorithmName = 'token_bucket';
+/** The algorithms a policy can name. */
+export type AlgorithmName = 'token_bucket' | 'gcra' | 'fixed_window' | 'sliding_window';
 
-/** A token bucket: `capacity` tokens, refilled at `refillPerSec`. */
-export type TokenBucketParams = {
-  readonly algorithm: 'token_bucket';
+/**
+ * What every algorithm's parameters say: `capacity`, the most permits a client can
+ * use at once (the document's `limit`), and `refillPerSec`, its average rate
+ * (`limit / windowSec`). The lease tier sizes leases and estimates `remaining`
+ * from these two; the algorithm decides.
+ */
+type RateParams = {
   readonly capacity: number;
   readonly refillPerSec: number;
 };
 
-/** An algorithm and its parameters (a union as algorithms are added). */
-export type LimitParams = TokenBucketParams;
+/** A token bucket: `capacity` tokens, refilled continuously at `refillPerSec`. */
+export type TokenBucketParams = RateParams & { readonly algorithm: 'token_bucket' };
+
+/** GCRA: one request per emission interval (1 / `refillPerSec`) on average, bursts up to `capacity`. */
+export type GcraParams = RateParams & { readonly algorithm: 'gcra' };
+
+/** At most `capacity` requests per window of `windowMs`, windows aligned to the store's clock. */
+export type FixedWindowParams = RateParams & { readonly algorithm: 'fixed_window'; readonly windowMs: number };
+
+/** The sliding window counter: this window's count plus the previous one's, weighted by its overlap. */
+export type SlidingWindowParams = RateParams & { readonly algorithm: 'sliding_window'; readonly windowMs: number };
+
+/** An algorithm and its parameters. */
+export type LimitParams = TokenBucketParams | GcraParams | FixedWindowParams | SlidingWindowParams;
 
 /** A named limit; the name is what the RateLimit headers show and what buckets are kept per. */
 export type Policy = LimitParams & { readonly name: string };
@@ -129,6 +145,12 @@ export type LeaseReply = {
   remaining: number;
   /** When less than one whole token is left after the grant: ms until one is back; else 0. */
   retryAfterMs: number;
+  /**
+   * How long, from the store's time of the step, the permits granted or kept may be
+   * spent: the lease TTL, or less when the algorithm's window ends sooner (a permit
+   * counted in one window is never spent in the next).
+   */
+  lifeMs: number;
 };
 
 /** Port: the global buckets, leased from. */
@@ -151,7 +173,12 @@ export interface BucketAdmin {
 }
 
 /** A stored bucket as an operator sees it. */
-export type BucketView = { tokens: number; leased: number; updatedMs: number };
+export type BucketView = {
+  /** Whole permits the bucket could grant at `updatedMs`, not counting leased ones. */
+  available: number;
+  leased: number;
+  updatedMs: number;
+};
 
 /** Port: which nodes are alive (degraded `local` mode divides limits by their number). */
 export interface FleetStore {

@@ -10,7 +10,7 @@
  *   while a lease is held (refill-ahead), and requests wait only when the key
  *   holds no spendable token.
  */
-import type { TokenBucket } from '../algorithms/token-bucket.js';
+import type { LocalBucket } from '../algorithms/local-bucket.js';
 import type { Decision, Policy } from '../core/types.js';
 import type { Lease } from './lease.js';
 
@@ -37,8 +37,10 @@ export class KeyState {
   returnQueued = false;
   /** Bumped when what the node holds for the key is forgotten (limits changed, usage reset): calls sent before are void. */
   forgets = 0;
+  /** The last reply came after the end of the window its permits were counted in (its waiters asked again). */
+  windowEnded = false;
   /** This node's own bucket, used only in degraded `local` mode. */
-  fallback: TokenBucket | undefined;
+  fallback: LocalBucket | undefined;
 
   constructor(
     /** The client id as the store knows it (the API key or other identity). */

@@ -461,6 +461,16 @@ export class LeaseManager {
       if (k.waiters.length > 0) this.#lease(k, now);
       return;
     }
+    if (k.lease && now >= k.lease.expiresAt && reply.lifeMs < this.#ttlMs && now - sentAt < this.#ttlMs && !k.windowEnded) {
+      // Not late: the window the permits were counted in ended while the reply travelled.
+      // They die with it; the requests waiting ask again (once), in the new window.
+      this.#breaker?.success();
+      k.lease = undefined;
+      k.windowEnded = true;
+      if (k.waiters.length > 0) this.#lease(k, now);
+      return;
+    }
+    k.windowEnded = false;
     if (k.lease && now >= k.lease.expiresAt) {
       this.stats.lateReplies++;
       this.#failed(k, new StoreUnavailableError(`lease reply arrived ${Math.round(now - sentAt)} ms after it was sent, past the lease TTL`));

@@ -18,7 +18,7 @@ export type Lease = {
   readonly registered: number;
   /** Tokens of it this node has not spent yet. */
   tokens: number;
-  /** Local (monotonic) time after which it may not be spent: one TTL after its request was sent. */
+  /** Local (monotonic) time after which it may not be spent: one TTL (or what is left of its window) after its request was sent. */
   readonly expiresAt: number;
   /** Tokens taken for requests that have not committed yet (a request checked against several limits). */
   reserved: number;
@@ -58,12 +58,14 @@ export function recordSpend(lease: Lease, nowMs: number, cost: number): void {
  * `unusedAtSend` is what the call reported unused and asked to keep.
  *
  * @example
- * applyReply(undefined, { granted: 5, kept: false, grantedAtMs: 1000, remaining: 35, retryAfterMs: 0 }, 0, 0, 30_000)
+ * applyReply(undefined, { granted: 5, kept: false, grantedAtMs: 1000, remaining: 35, retryAfterMs: 0, lifeMs: 30_000 }, 0, 0, 30_000)
  * // { id: 1, grantedAtMs: 1000, registered: 5, tokens: 5, reserved: 0, expiresAt: 29_999, spendTimes: [], spendCounts: [] }
  */
 export function applyReply(held: Lease | undefined, reply: LeaseReply, sentAtMs: number, unusedAtSend: number, ttlMs: number): Lease | undefined {
   // One ms short of the store's deadline: Redis TIME is whole ms, performance.now() is not.
-  const expiresAt = sentAtMs + ttlMs - 1;
+  // Counted from sending, so the node stops before the store's deadline, which a window's
+  // end can bring closer than the TTL.
+  const expiresAt = sentAtMs + Math.min(ttlMs, reply.lifeMs) - 1;
   if (reply.kept && held) {
     // Renewed: the kept tokens and the new ones form one lease; spends made while the call
     // was out belong to it and go in the next report.

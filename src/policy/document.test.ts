@@ -27,9 +27,20 @@ describe('the policy document', () => {
     expect(r.document.rules[1]).toMatchObject({ by: 'apiKey', cost: 1, shadow: false, match: {} });
   });
 
+  it('accepts every algorithm', () => {
+    const policies = {
+      tb: { algorithm: 'token_bucket', limit: 40, windowSec: 4 },
+      smooth: { algorithm: 'gcra', limit: 10, windowSec: 1 },
+      minute: { algorithm: 'fixed_window', limit: 100, windowSec: 60 },
+      sliding: { algorithm: 'sliding_window', limit: 100, windowSec: 0.5 },
+    };
+    expect(parsePolicyDocument({ ...valid, policies, rules: [{ name: 'all', limits: Object.keys(policies) }] }).ok).toBe(true);
+  });
+
   it.each([
     [{ ...valid, rules: [{ name: 'r', limits: ['burst', 'dayly'] }] }, 'rules[0].limits[1]: unknown policy "dayly"'],
-    [{ ...valid, policies: { ...valid.policies, smooth: { algorithm: 'gcra', limit: 10, windowSec: 1 } } }, 'policies.smooth.algorithm: "gcra" is not available yet'],
+    [{ ...valid, policies: { ...valid.policies, w: { algorithm: 'fixed_window', limit: 10, windowSec: 0.05 } } }, 'policies.w.windowSec: a window of whole milliseconds, at least 0.1 s'],
+    [{ ...valid, policies: { ...valid.policies, w: { algorithm: 'sliding_window', limit: 10, windowSec: 1.0005 } } }, 'policies.w.windowSec: a window of whole milliseconds'],
     [{ ...valid, policies: { x: { algorithm: 'leaky', limit: 1, windowSec: 1 } } }, 'policies.x.algorithm: one of token_bucket, gcra, fixed_window, sliding_window'],
     [{ ...valid, policies: { x: { algorithm: 'token_bucket', limit: 0, windowSec: 1 } } }, 'policies.x.limit'],
     [{ ...valid, policies: { x: { algorithm: 'token_bucket', limit: 1, windowSec: 0 } } }, 'policies.x.windowSec: greater than 0'],

@@ -10,8 +10,8 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 
 export const ALGORITHM_NAMES = ['token_bucket', 'gcra', 'fixed_window', 'sliding_window'] as const;
-/** Implemented so far; the others are refused with an error that says so. */
-const AVAILABLE = new Set<string>(['token_bucket']);
+/** Windows shorter than this leave no time to lease and spend a permit within one. */
+const MIN_WINDOW_SEC = 0.1;
 
 const NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 const name = (what: string) => z.string().regex(NAME, `${what}: 1 to 64 characters from A-Z a-z 0-9 _ . -`);
@@ -96,11 +96,11 @@ export const policyDocumentSchema = z
   .strict()
   .superRefine((doc, ctx) => {
     for (const [policyName, p] of Object.entries(doc.policies)) {
-      if (!AVAILABLE.has(p.algorithm)) {
+      if ((p.algorithm === 'fixed_window' || p.algorithm === 'sliding_window') && (p.windowSec < MIN_WINDOW_SEC || !Number.isInteger(Math.round(p.windowSec * 1e6) / 1e3))) {
         ctx.addIssue({
           code: 'custom',
-          path: ['policies', policyName, 'algorithm'],
-          message: `"${p.algorithm}" is not available yet (token_bucket only, until the algorithms issue lands)`,
+          path: ['policies', policyName, 'windowSec'],
+          message: `a window of whole milliseconds, at least ${MIN_WINDOW_SEC} s`,
         });
       }
     }

@@ -68,9 +68,21 @@ export type CompiledPolicies = {
   find(req: RequestFacts): CompiledRule | undefined;
 };
 
-/** A token bucket of `limit` tokens refilling `limit / windowSec` per second (the IETF q and w). */
+/**
+ * The limit a document policy names: `limit` permits per `windowSec` (the IETF q
+ * and w): a token bucket or GCRA of burst `limit` at `limit / windowSec` per
+ * second, or `limit` per window of `windowSec`.
+ */
 export function toRuntimePolicy(name: string, p: PolicyDocument['policies'][string]): Policy {
-  return Object.freeze({ name, algorithm: 'token_bucket' as const, capacity: p.limit, refillPerSec: p.limit / p.windowSec });
+  const rate = { name, capacity: p.limit, refillPerSec: p.limit / p.windowSec };
+  switch (p.algorithm) {
+    case 'token_bucket':
+    case 'gcra':
+      return Object.freeze({ ...rate, algorithm: p.algorithm });
+    case 'fixed_window':
+    case 'sliding_window':
+      return Object.freeze({ ...rate, algorithm: p.algorithm, windowMs: Math.round(p.windowSec * 1000) });
+  }
 }
 
 function addressBlocks(entries: readonly string[] | undefined): AddressBlocks | undefined {

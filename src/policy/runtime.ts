@@ -329,7 +329,7 @@ export class PolicyRuntime {
     const changed: string[] = [];
     for (const [name, p] of this.#compiled.policies) {
       const q = next.policies.get(name);
-      if (!q || q.capacity !== p.capacity || q.refillPerSec !== p.refillPerSec) changed.push(name);
+      if (!q || JSON.stringify(q) !== JSON.stringify(p)) changed.push(name);
     }
     this.#compiled = next;
     this.#document = parsed.document;

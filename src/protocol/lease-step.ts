@@ -145,8 +145,9 @@ export function leaseStep<P, S>(alg: LeaseAlgorithm<P, S>, prev: BucketState<S> 
   // Lets time pass up to `to`, refilling up to what is not leased out. Always applies that cap,
   // even when no time passes: a capacity lowered since the last step takes effect at once.
   const advance = (to: number) => {
-    alg.advance(s.alg, p, Math.max(0, to - at), cap - leased());
-    at = Math.max(at, to);
+    const t = Math.max(at, to);
+    alg.advance(s.alg, p, at, t, cap - leased());
+    at = t;
   };
   // A generation whose deadline has passed holds only dead leases: free it from its deadline
   // on, and empty its range of names, so that no later report about a dead lease is taken for
@@ -209,13 +210,15 @@ export function leaseStep<P, S>(alg: LeaseAlgorithm<P, S>, prev: BucketState<S> 
     } else {
       const back = Math.min(r.unused, gen.leased);
       gen.leased -= back;
-      alg.giveBack(s.alg, back, cap - leased());
+      alg.giveBack(s.alg, p, back, cap - leased());
     }
   }
   alg.settle(s.alg);
   s.updatedMs = now;
 
-  const avail = alg.available(s.alg);
+  // A window's permits die with it: nothing is granted for less than a ms.
+  const lifeMs = alg.lifeMs(s.alg, p, now, req.leaseTtlMs);
+  const avail = lifeMs >= 1 ? alg.available(s.alg, p) : 0;
   let granted = 0;
   if (avail > 0) {
     const forNeed = Math.min(req.need, avail);
@@ -225,16 +228,17 @@ export function leaseStep<P, S>(alg: LeaseAlgorithm<P, S>, prev: BucketState<S> 
     granted = forNeed + Math.max(0, ahead);
   }
   if (granted > 0) {
-    alg.take(s.alg, granted);
+    alg.take(s.alg, p, granted);
     s.cur.leased += granted;
   }
   // A renewal that keeps its permits extends their life too, even when nothing new is granted.
-  if (granted > 0 || kept) s.cur.deadlineMs = Math.max(s.cur.deadlineMs, now + req.leaseTtlMs);
+  if (granted > 0 || kept) s.cur.deadlineMs = Math.max(s.cur.deadlineMs, now + lifeMs);
   // The lease's name: a time within its generation (`cur` may have started a ms after now).
   const grantedAtMs = Math.max(now, s.cur.startMs);
 
   let retryAfterMs = 0;
-  if (alg.available(s.alg) < 1) {
+  const left = alg.available(s.alg, p);
+  if (left < 1) {
     retryAfterMs = alg.nextPermitMs(s.alg, p);
     // The asking node reports its own spends when it asks again, so only other nodes'
     // leases can hold refill back; those are freed at the latest by their deadlines.
@@ -248,7 +252,7 @@ export function leaseStep<P, S>(alg: LeaseAlgorithm<P, S>, prev: BucketState<S> 
 
   return {
     state: s,
-    reply: { granted, kept, grantedAtMs, remaining: alg.available(s.alg), retryAfterMs },
+    reply: { granted, kept, grantedAtMs, remaining: left, retryAfterMs, lifeMs },
     ttlMs,
   };
 }

@@ -17,7 +17,7 @@ class FakeFleet implements BucketStore, FleetStore, StoreHealth {
   lease(): Promise<LeaseReply> {
     this.leases++;
     if (!this.leaseWorks) return Promise.reject(new StoreUnavailableError('old script'));
-    return Promise.resolve({ granted: 0, kept: false, grantedAtMs: 1, remaining: 1, retryAfterMs: 0 });
+    return Promise.resolve({ granted: 0, kept: false, grantedAtMs: 1, remaining: 1, retryAfterMs: 0, lifeMs: 1000 });
   }
   heartbeat(nodeId: string, ttlMs: number): Promise<number> {
     this.members.set(nodeId, this.now + ttlMs);

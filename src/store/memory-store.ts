@@ -50,8 +50,8 @@ export class MemoryStore implements BucketStore, BucketAdmin, FleetStore, StoreH
   peek(clientId: string, policy: Policy): Promise<BucketView | undefined> {
     const held = this.#buckets.get(`${clientId}\u0000${policy.algorithm}\u0000${policy.name}`);
     if (!held || held.expiresAtMs <= this.#clock.nowMs()) return Promise.resolve(undefined);
-    const s = held.state as BucketState<{ tokens: number }>;
-    return Promise.resolve({ tokens: s.alg.tokens, leased: s.cur.leased + s.prev.leased, updatedMs: s.updatedMs });
+    const s = held.state;
+    return Promise.resolve({ available: algorithmOf(policy).available(s.alg, policy), leased: s.cur.leased + s.prev.leased, updatedMs: s.updatedMs });
   }
 
   reset(clientId: string, policy: Policy): Promise<void> {

@@ -31,7 +31,7 @@ import {
   StoreUnavailableError,
 } from '../core/types.js';
 import { MAX_SPEND_GROUPS } from '../protocol/lease-step.js';
-import { decodeTokenBucket } from './bucket-format.js';
+import { decodeBucketValue } from './bucket-format.js';
 import { type KeyHasher, bucketKeyName, createKeyHasher } from './key-name.js';
 import { HEARTBEAT_SCRIPT, leaseScript } from './lua-scripts.js';
 
@@ -170,8 +170,9 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
   async peek(clientId: string, policy: Policy): Promise<BucketView | undefined> {
     const key = bucketKeyName(this.#prefix, clientId, policy, this.#hashKey);
     const raw = await this.#call('bucket read', () => this.redis.getBuffer(key));
-    const s = raw ? decodeTokenBucket(raw) : undefined;
-    return s ? { tokens: s.alg.tokens, leased: s.cur.leased + s.prev.leased, updatedMs: s.updatedMs } : undefined;
+    const alg = algorithmOf(policy);
+    const s = raw ? decodeBucketValue(raw, alg) : undefined;
+    return s ? { available: alg.available(s.alg, policy), leased: s.cur.leased + s.prev.leased, updatedMs: s.updatedMs } : undefined;
   }
 
   async reset(clientId: string, policy: Policy): Promise<void> {
@@ -232,15 +233,16 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
 
 /** Checks the script reply's shape: an old or foreign script must not be trusted. */
 export function parseLeaseReply(raw: unknown): LeaseReply {
-  if (!Array.isArray(raw) || raw.length !== 5 || !raw.every((v) => typeof v === 'number' && Number.isFinite(v))) {
+  if (!Array.isArray(raw) || raw.length !== 6 || !raw.every((v) => typeof v === 'number' && Number.isFinite(v))) {
     throw new StoreUnavailableError(`unexpected lease script reply: ${JSON.stringify(raw)?.slice(0, 100)}`);
   }
-  const [granted, kept, grantedAtMs, remaining, retryAfterMs] = raw as number[];
+  const [granted, kept, grantedAtMs, remaining, retryAfterMs, lifeMs] = raw as number[];
   return {
     granted: granted as number,
     kept: kept === 1,
     grantedAtMs: grantedAtMs as number,
     remaining: remaining as number,
     retryAfterMs: retryAfterMs as number,
+    lifeMs: lifeMs as number,
   };
 }

@@ -1,0 +1,44 @@
+--[[
+algorithms/fixed_window.lua: the fixed window's part of a lease step.
+Mirrors fixedWindowStep in src/algorithms/fixed-window.ts line for line (read the
+notes there). Prepended to protocol.lua when the script is loaded.
+
+ARGV[1]  limit: permits per window
+ARGV[2]  window length, ms (windows are aligned to Redis TIME: multiples since the epoch)
+State: the current window's start (ms, a double) and its count (int32).
+]]
+local ALG_ARGC = 2
+local ALG_TAG = 102 -- 'f'
+local ALG_BYTES = 12
+local w_limit = tonumber(ARGV[1])
+local w_len = tonumber(ARGV[2])
+
+local function alg_fresh() return { start = -math.huge, count = 0, at = 0 } end
+local function alg_capacity() return w_limit end
+-- Counting, not refilling: leased permits are in `count`, so `cap` holds by itself.
+local function alg_advance(s, from, to, cap)
+  s.at = math.max(s.at, to)
+  local ws = math.floor(s.at / w_len) * w_len
+  if ws > s.start then
+    s.start = ws
+    s.count = 0
+  end
+end
+local function alg_settle(s) end
+local function alg_available(s) return math.max(0, math.floor(w_limit - s.count)) end
+local function alg_take(s, n) s.count = s.count + n end
+local function alg_give_back(s, n, cap) s.count = math.max(0, s.count - n) end
+local function alg_next_permit_ms(s)
+  if w_limit - s.count >= 1 then return 0 end
+  return math.max(1, math.ceil(s.start + w_len - s.at))
+end
+local function alg_idle_ms(s)
+  if s.count > 0 then return math.max(0, math.ceil(s.start + w_len - s.at)) end
+  return 0
+end
+local function alg_life(s, now, ttl) return math.max(0, math.min(ttl, s.start + w_len - now)) end
+local function alg_encode(s) return struct.pack('>di4', s.start, s.count) end
+local function alg_decode(raw, pos, updated)
+  local start, count = struct.unpack('>di4', raw, pos)
+  return { start = start, count = count, at = updated }
+end
