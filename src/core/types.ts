@@ -76,6 +76,12 @@ export interface Limiter {
 export interface MultiLimiter extends Limiter {
   acquire(clientId: string, policy: Policy, cost: number): Decision | Promise<Decision>;
   settle(clientId: string, policy: Policy, cost: number, commit: boolean, reservation: number): void;
+  /**
+   * Whether the tokens reserved as `reservation` may still be spent now. A lease that
+   * ends with its window is reserved from until its last moment, so after waiting on
+   * another limit the caller checks before committing.
+   */
+  held(clientId: string, policy: Policy, reservation: number): boolean;
 }
 
 /** What the lease manager counts, for health and metrics. */

@@ -50,8 +50,13 @@ export class KeyState {
     this.globalRemaining = policy.capacity;
   }
 
-  /** Whether `cost` held tokens may be taken now and used until `nowMs + marginMs`. */
+  /**
+   * Whether `cost` held tokens may be taken now and used until `nowMs + marginMs`. A
+   * lease that ends with its window needs no margin: it would leave the window's last
+   * moments unusable, and whoever holds its tokens checks `held` before spending them.
+   */
   spendable(nowMs: number, cost: number, marginMs = 0): boolean {
-    return this.lease !== undefined && this.lease.tokens >= cost && nowMs + marginMs < this.lease.expiresAt;
+    const l = this.lease;
+    return l !== undefined && l.tokens >= cost && nowMs + (l.windowLimited ? 0 : marginMs) < l.expiresAt;
   }
 }

@@ -548,3 +548,31 @@ describe('LeaseManager reservations (review finding)', () => {
     expect(d.reservation).toBeUndefined();
   });
 });
+
+describe('LeaseManager with windows', () => {
+  const fixed: Policy = { name: 'fixed', algorithm: 'fixed_window', capacity: 10, refillPerSec: 10, windowMs: 1000 };
+
+  it('spends a lease only until its window ends, then leases in the new window', async () => {
+    const { clock, store, manager } = setup({ leaseTtlMs: 10_000, coldLeaseTokens: 5 });
+    clock.advance(900); // the FakeClock starts on a whole second: 100 ms left in this window
+    expect((await manager.check('w', fixed)).allowed).toBe(true);
+    expect(manager.check('w', fixed)).toMatchObject({ allowed: true, source: 'local' });
+    expect(store.calls).toHaveLength(1);
+    clock.advance(100); // the window is over: its permits are dead here too
+    const d = await manager.check('w', fixed);
+    expect(d).toMatchObject({ allowed: true, source: 'global' });
+    expect(store.calls).toHaveLength(2);
+  });
+
+  it('reserves from a window lease in its last moments, and held() says once the reservation has died with it', async () => {
+    const { clock, manager } = setup({ leaseTtlMs: 10_000, coldLeaseTokens: 5, maxHoldMs: 2000 });
+    clock.advance(950);
+    await manager.check('w', fixed);
+    // 50 ms left, far less than maxHoldMs: a TTL-limited lease would not be reserved from.
+    const d = manager.acquire('w', fixed, 1) as Decision;
+    expect(d).toMatchObject({ allowed: true, source: 'local' });
+    expect(manager.held('w', fixed, d.reservation as number)).toBe(true);
+    clock.advance(50);
+    expect(manager.held('w', fixed, d.reservation as number)).toBe(false);
+  });
+});

@@ -228,6 +228,11 @@ export class LeaseManager {
     if (k.evicted || this.#closed) this.#returns.queue(k);
   }
 
+  held(clientId: string, policy: Policy, reservation: number): boolean {
+    const lease = this.#keys.peek(stateId(policy.name, clientId))?.lease;
+    return lease !== undefined && lease.id === reservation && this.#clock.nowMs() < lease.expiresAt;
+  }
+
   #decide(clientId: string, policy: Policy, cost: number, hold: boolean): Decision | Promise<Decision> {
     const now = this.#clock.nowMs();
     this.stats.decisions++;
@@ -245,7 +250,7 @@ export class LeaseManager {
     if (k.spendable(now, cost, hold ? this.#maxHoldMs : 0)) {
       this.stats.localDecisions++;
       const d = this.#spend(k, now, cost, hold, 'local');
-      if (!k.inflight && k.deniedUntil <= now && !this.#breaker?.isOpen && (k.lease?.tokens ?? 0) < lowWater(k.intervalMs, k.lastGrant, k.policy.refillPerSec, this.#sizing)) {
+      if (!k.inflight && k.deniedUntil <= now && !this.#breaker?.isOpen && (k.lease?.tokens ?? 0) < lowWater(k.intervalMs, k.lastGrant, k.policy.refillPerSec, k.globalRemaining, this.#sizing)) {
         this.#lease(k, now);
       }
       return d;
@@ -415,7 +420,7 @@ export class LeaseManager {
     k.inflight = true;
     this.stats.leaseCalls++;
     if (need === 0) this.stats.aheadCalls++;
-    const extra = extraTokens(k.intervalMs, k.policy.refillPerSec, need, this.#sizing);
+    const extra = extraTokens(k.intervalMs, k.policy.refillPerSec, k.globalRemaining, need, this.#sizing);
     const forgets = k.forgets;
     this.#track(
       this.#storeLease(k, { need, extra, leaseTtlMs: this.#ttlMs, report })

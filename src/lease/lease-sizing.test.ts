@@ -16,26 +16,29 @@ describe('lease sizing', () => {
   });
 
   it.each([
-    // intervalMs, refillPerSec, need, expected extra
-    [Number.NaN, 10, 1, 0], // first request: coldTokens - need
-    [200, 10, 1, 19], // 5 req/s within a 10/s refill: top up to the demand
-    [50, 10, 3, 0], // 20 req/s against 10/s: draining, lease exactly what waits
-    [50, 10, 0, 20], // refill-ahead with nothing waiting: sized by demand
-    [2000, 10, 15, 0], // need already above the demand: nothing extra
-  ])('extraTokens at %s ms, refill %s/s, need %i: %i', (interval, refill, need, expected) => {
-    expect(extraTokens(interval, refill, need, o)).toBe(expected);
+    // intervalMs, refillPerSec, remaining, need, expected extra
+    [Number.NaN, 10, 40, 1, 0], // first request: coldTokens - need
+    [200, 10, 40, 1, 19], // 5 req/s within a 10/s refill: top up to the demand
+    [50, 10, 40, 3, 0], // 20 req/s against 10/s: draining, lease exactly what waits
+    [50, 10, 40, 0, 20], // refill-ahead with nothing waiting: sized by demand
+    [2000, 10, 40, 15, 0], // need already above the demand: nothing extra
+    [200, 10_000 / 86_400, 9000, 1, 19], // 5 req/s against a daily 10,000 with 9,000 left: deep, not draining
+    [200, 10_000 / 86_400, 70, 1, 0], // the same with 70 left: draining
+  ])('extraTokens at %s ms, refill %s/s, %i left, need %i: %i', (interval, refill, remaining, need, expected) => {
+    expect(extraTokens(interval, refill, remaining, need, o)).toBe(expected);
   });
 
   it.each([
-    // intervalMs, lastGrant, refillPerSec, expected low water
-    [Number.NaN, 20, 1000, 0], // no rate yet: never refill ahead
-    [20_000, 20, 1000, 0], // slower than half a TTL: leases die before use
-    [10, 20, 1000, 5], // 50 ms of demand at 100/s, within a 1000/s refill
-    [10, 4, 1000, 2], // never more than half the last grant
-    [100, 20, 1000, 1],
-    [10, 20, 10, 0], // 100/s against a 10/s refill: draining, never ahead (it would strand tokens)
-  ])('lowWater at %s ms with a last grant of %i and a refill of %i/s: %i', (interval, lastGrant, refill, expected) => {
-    expect(lowWater(interval, lastGrant, refill, o)).toBe(expected);
+    // intervalMs, lastGrant, refillPerSec, remaining, expected low water
+    [Number.NaN, 20, 1000, 40, 0], // no rate yet: never refill ahead
+    [20_000, 20, 1000, 40, 0], // slower than half a TTL: leases die before use
+    [10, 20, 1000, 40, 5], // 50 ms of demand at 100/s, within a 1000/s refill
+    [10, 4, 1000, 40, 2], // never more than half the last grant
+    [100, 20, 1000, 40, 1],
+    [10, 20, 10, 40, 0], // 100/s against a 10/s refill: draining, never ahead (it would strand tokens)
+    [10, 20, 10, 5000, 5], // the same rate against a deep bucket: ahead
+  ])('lowWater at %s ms with a last grant of %i, a refill of %s/s and %i left: %i', (interval, lastGrant, refill, remaining, expected) => {
+    expect(lowWater(interval, lastGrant, refill, remaining, o)).toBe(expected);
   });
 
   it('averages arrival gaps (EWMA 0.2) and ignores a clock that went back', () => {

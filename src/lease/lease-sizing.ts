@@ -9,9 +9,12 @@
  *   at most max(need, `maxAhead`)). The store grants `extra` only up to half of
  *   what is left, so leases shrink as the global bucket drains. A key's first
  *   lease asks for `coldTokens`.
- * - Requests queued by a key arriving faster than its policy refills (a burst,
- *   an abuser) lease exactly what waits: prefetching for them would strand
- *   tokens on this node that another node's share of the burst needs.
+ * - Requests queued by a key draining its bucket (arriving faster than its
+ *   policy refills, with fewer than four leases' worth left: a burst, an
+ *   abuser) lease exactly what waits: prefetching for them would strand tokens
+ *   on this node that another node's share of the burst needs. A deep bucket
+ *   (a daily window of 10,000 spent at 5/s) is not drained by one lease: its
+ *   keys lease ahead.
  * - Refill-ahead: once a warm key's held tokens fall below its demand over
  *   `aheadMs`, the next lease is fetched in the background; never for a key
  *   arriving faster than its policy refills (it would strand tokens too).
@@ -42,9 +45,14 @@ export function aheadTokens(intervalMs: number, o: SizingOptions): number {
   return Math.min(o.maxAhead, Math.floor(o.coverMs / Math.max(intervalMs, 0.01)));
 }
 
+/** Whether a key arriving every `intervalMs` drains a bucket refilling at `refillPerSec` with `remaining` left. */
+export function draining(intervalMs: number, refillPerSec: number, remaining: number, o: SizingOptions): boolean {
+  return intervalMs * refillPerSec < 1000 && remaining < 4 * aheadTokens(intervalMs, o);
+}
+
 /** Tokens to ask for on top of `need`: none for a key draining its bucket, else up to the demand. */
-export function extraTokens(intervalMs: number, refillPerSec: number, need: number, o: SizingOptions): number {
-  if (need > 0 && intervalMs * refillPerSec < 1000) return 0;
+export function extraTokens(intervalMs: number, refillPerSec: number, remaining: number, need: number, o: SizingOptions): number {
+  if (need > 0 && draining(intervalMs, refillPerSec, remaining, o)) return 0;
   return Math.max(0, aheadTokens(intervalMs, o) - need);
 }
 
@@ -54,7 +62,7 @@ export function extraTokens(intervalMs: number, refillPerSec: number, need: numb
  * policy refills is draining the bucket: fetching ahead for it would strand tokens on this
  * node that another node's requests for the same key need (the bucket is about to be dry).
  */
-export function lowWater(intervalMs: number, lastGrant: number, refillPerSec: number, o: SizingOptions): number {
-  if (!(intervalMs * 2 < o.leaseTtlMs) || intervalMs * refillPerSec < 1000) return 0;
+export function lowWater(intervalMs: number, lastGrant: number, refillPerSec: number, remaining: number, o: SizingOptions): number {
+  if (!(intervalMs * 2 < o.leaseTtlMs) || draining(intervalMs, refillPerSec, remaining, o)) return 0;
   return Math.min(Math.floor(lastGrant / 2), Math.ceil(o.aheadMs / Math.max(intervalMs, 0.01)));
 }

@@ -20,6 +20,8 @@ export type Lease = {
   tokens: number;
   /** Local (monotonic) time after which it may not be spent: one TTL (or what is left of its window) after its request was sent. */
   readonly expiresAt: number;
+  /** It ends with the window its permits were counted in, before its TTL. */
+  readonly windowLimited: boolean;
   /** Tokens taken for requests that have not committed yet (a request checked against several limits). */
   reserved: number;
   /** When tokens were spent since the last report, and how many each time. */
@@ -59,13 +61,14 @@ export function recordSpend(lease: Lease, nowMs: number, cost: number): void {
  *
  * @example
  * applyReply(undefined, { granted: 5, kept: false, grantedAtMs: 1000, remaining: 35, retryAfterMs: 0, lifeMs: 30_000 }, 0, 0, 30_000)
- * // { id: 1, grantedAtMs: 1000, registered: 5, tokens: 5, reserved: 0, expiresAt: 29_999, spendTimes: [], spendCounts: [] }
+ * // { id: 1, grantedAtMs: 1000, registered: 5, tokens: 5, reserved: 0, expiresAt: 29_999, windowLimited: false, spendTimes: [], spendCounts: [] }
  */
 export function applyReply(held: Lease | undefined, reply: LeaseReply, sentAtMs: number, unusedAtSend: number, ttlMs: number): Lease | undefined {
   // One ms short of the store's deadline: Redis TIME is whole ms, performance.now() is not.
   // Counted from sending, so the node stops before the store's deadline, which a window's
   // end can bring closer than the TTL.
   const expiresAt = sentAtMs + Math.min(ttlMs, reply.lifeMs) - 1;
+  const windowLimited = reply.lifeMs < ttlMs;
   if (reply.kept && held) {
     // Renewed: the kept tokens and the new ones form one lease; spends made while the call
     // was out belong to it and go in the next report.
@@ -78,11 +81,12 @@ export function applyReply(held: Lease | undefined, reply: LeaseReply, sentAtMs:
       tokens: held.tokens + reply.granted,
       reserved: held.reserved,
       expiresAt,
+      windowLimited,
       spendTimes: held.spendTimes,
       spendCounts: held.spendCounts,
     };
   }
   // The old lease is dead in the store: what was spent from it in flight is not ours to report.
   if (reply.granted <= 0) return undefined;
-  return { id: nextLeaseId++, grantedAtMs: reply.grantedAtMs, registered: reply.granted, tokens: reply.granted, reserved: 0, expiresAt, spendTimes: [], spendCounts: [] };
+  return { id: nextLeaseId++, grantedAtMs: reply.grantedAtMs, registered: reply.granted, tokens: reply.granted, reserved: 0, expiresAt, windowLimited, spendTimes: [], spendCounts: [] };
 }

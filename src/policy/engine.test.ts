@@ -1,6 +1,7 @@
 import { SignJWT } from 'jose';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FakeClock } from '../core/clock.js';
+import type { Decision, MultiLimiter, Policy } from '../core/types.js';
 import { LeaseManager } from '../lease/lease-manager.js';
 import { silentLogger } from '../log/logger.js';
 import { MemoryStore } from '../store/memory-store.js';
@@ -173,5 +174,53 @@ describe('PolicyEngine', () => {
     const k = { headers: { 'X-API-Key': 'tenant' } };
     expect((await kinds(e, { ...k, path: '/marketing' }, 20)).filter((x) => x === 'allowed')).toHaveLength(5);
     expect((await kinds(e, { ...k, path: '/payments' }, 5)).every((x) => x === 'allowed')).toBe(true);
+  });
+});
+
+describe('PolicyEngine with a window limit among several', () => {
+  it('decides again when a reservation died with its window while another limit was asked', async () => {
+    const parsed = parsePolicyDocument({
+      policies: { w: { algorithm: 'fixed_window', limit: 5, windowSec: 1 }, t: tb(5, 1) },
+      rules: [{ name: 'both', limits: ['w', 't'] }],
+    });
+    if (!parsed.ok) throw new Error('bad document');
+    const compiled = compilePolicies(parsed.document);
+    // A limiter whose 'w' reservation (sync) dies while 't' (async, first attempt only) is out.
+    const log: string[] = [];
+    let heldW = true;
+    let attempt = 0;
+    const decision = (p: Policy, reservation: number): Decision => ({ allowed: true, limit: 5, remaining: 4, resetMs: 0, retryAfterMs: 0, policy: p, source: 'local', reservation });
+    const limiter: MultiLimiter = {
+      check: () => {
+        throw new Error('not used');
+      },
+      acquire(_c, p) {
+        if (p.name === 'w') {
+          attempt++;
+          heldW = true;
+          return decision(p, attempt);
+        }
+        if (attempt > 1) return decision(p, 100 + attempt);
+        return Promise.resolve().then(() => {
+          heldW = false; // the window ended meanwhile
+          return decision(p, 100 + attempt);
+        });
+      },
+      settle(_c, p, _cost, commit, reservation) {
+        log.push(`${p.name}#${reservation}:${commit ? 'commit' : 'release'}`);
+      },
+      held: (_c, p) => p.name !== 'w' || heldW,
+    };
+    const e = new PolicyEngine({
+      limiter,
+      policies: () => compiled,
+      jwt: createJwtVerifier({ secret: JWT_SECRET }),
+      clientIp: createClientIp({ trustedProxies: [], ipv6Prefix: 64 }),
+      servedMethods: new Set(['GET', 'HEAD']),
+    });
+    const out = await decide(e, { headers: { 'X-API-Key': 'alice' } });
+    expect(out.kind).toBe('allowed');
+    // Both went back after the first attempt; the second, all held, was spent.
+    expect(log).toEqual(['w#1:release', 't#101:release', 'w#2:commit', 't#102:commit']);
   });
 });

@@ -178,7 +178,7 @@ export class PolicyEngine {
     return this.#limit(rule, clientId);
   }
 
-  #limit(rule: CompiledRule, clientId: string): Outcome | Promise<Outcome> {
+  #limit(rule: CompiledRule, clientId: string, attempt = 1): Outcome | Promise<Outcome> {
     const limiter = this.#d.limiter;
     if (rule.limits.length === 1) {
       const r = limiter.check(clientId, rule.limits[0] as Policy, rule.cost);
@@ -204,7 +204,17 @@ export class PolicyEngine {
         });
         throw failed.reason;
       }
-      return settle(settled.map((s) => (s as PromiseFulfilledResult<Decision>).value));
+      const ds = settled.map((s) => (s as PromiseFulfilledResult<Decision>).value);
+      // While this request waited on one limit, a reservation of another may have ended with
+      // its window: spending it now would spend a permit in the window after the one it was
+      // counted in. Everything goes back and the request is decided again (once more at most;
+      // then it is denied for a moment, a bounded cost of a rare race).
+      if (ds.some((d, i) => d.reservation !== undefined && !limiter.held(clientId, rule.limits[i] as Policy, d.reservation))) {
+        for (const [i, d] of ds.entries()) if (d.reservation !== undefined) limiter.settle(clientId, rule.limits[i] as Policy, rule.cost, false, d.reservation);
+        if (attempt < 3) return this.#limit(rule, clientId, attempt + 1);
+        return this.#outcome(rule, clientId, ds.map((d) => ({ ...d, allowed: false, retryAfterMs: Math.max(1, d.retryAfterMs) })));
+      }
+      return settle(ds);
     });
   }
 

@@ -8,9 +8,13 @@
  *
  * It uses the same monotonic clock as the lease manager: the buckets and the
  * leases spent against them are one decision domain, and a wall-clock step
- * (NTP) must not free leases early or refill a bucket in one go.
+ * (NTP) must not free leases early or refill a bucket in one go. Windows are
+ * aligned to that clock plus a fixed offset: with the system clock, the
+ * process's start in epoch ms, so a minute's window starts on the minute (as
+ * of start-up).
  */
 import { algorithmOf } from '../algorithms/registry.js';
+import { systemClock } from '../core/clock.js';
 import type { BucketAdmin, BucketStore, BucketView, Clock, FleetStore, LeaseReply, LeaseRequest, Policy, StoreHealth } from '../core/types.js';
 import { type BucketState, leaseStep } from '../protocol/lease-step.js';
 
@@ -22,8 +26,11 @@ export class MemoryStore implements BucketStore, BucketAdmin, FleetStore, StoreH
   readonly #clock: Clock;
   readonly #sweep: NodeJS.Timeout | undefined;
 
-  constructor(options: { clock: Clock; sweepIntervalMs?: number }) {
+  readonly #epochMs: number;
+
+  constructor(options: { clock: Clock; sweepIntervalMs?: number; epochMs?: number }) {
     this.#clock = options.clock;
+    this.#epochMs = options.epochMs ?? (options.clock === systemClock ? performance.timeOrigin : 0);
     const every = options.sweepIntervalMs ?? 10_000;
     if (every > 0) {
       this.#sweep = setInterval(() => this.sweep(), every);
@@ -42,7 +49,7 @@ export class MemoryStore implements BucketStore, BucketAdmin, FleetStore, StoreH
     const id = `${clientId}\u0000${policy.algorithm}\u0000${policy.name}`;
     const held = this.#buckets.get(id);
     const prev = held && held.expiresAtMs > now ? held.state : undefined;
-    const step = leaseStep(algorithmOf(policy), prev, policy, req, now);
+    const step = leaseStep(algorithmOf(policy), prev, policy, req, now + this.#epochMs);
     this.#buckets.set(id, { state: step.state, expiresAtMs: now + step.ttlMs });
     return Promise.resolve(step.reply);
   }
