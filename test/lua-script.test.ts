@@ -110,6 +110,25 @@ describe('lua/lease.lua', () => {
     expect(Math.max(...(await inspect.keys(`${PREFIX}*`)).map((k) => k.length))).toBe(PREFIX.length + 24 + ':tb:default'.length);
   });
 
+  it('carries the calls of one event-loop turn in one script call per algorithm, each key answered as if alone', async () => {
+    const scriptCalls = async () => {
+      const info = await inspect.info('commandstats');
+      return [...info.matchAll(/cmdstat_(?:evalsha|eval):calls=(\d+)/g)].reduce((n, m) => n + Number(m[1]), 0);
+    };
+    const fixed: Policy = { name: 'f', algorithm: 'fixed_window', capacity: 10, refillPerSec: 10, windowMs: 60_000 };
+    // Warm the scripts first (a first EVALSHA may be answered NOSCRIPT and sent again as EVAL).
+    await Promise.all([store.lease('warm', tb(5, 1), { need: 1, extra: 0, leaseTtlMs: 1000 }), store.lease('warm', fixed, { need: 1, extra: 0, leaseTtlMs: 1000 })]);
+    const before = await scriptCalls();
+    const replies = await Promise.all([
+      ...Array.from({ length: 120 }, (_, i) => store.lease(`batch-${i}`, tb(5, 1), { need: 1 + (i % 3), extra: 0, leaseTtlMs: 1000 })),
+      ...Array.from({ length: 30 }, (_, i) => store.lease(`batch-${i}`, fixed, { need: 12, extra: 0, leaseTtlMs: 1000 })),
+    ]);
+    expect(await scriptCalls()).toBe(before + 2);
+    // Each key its own step: what it needed of a fresh bucket of 5, and 10 of a fixed window of 10.
+    expect(replies.slice(0, 120).map((r) => r.granted)).toEqual(Array.from({ length: 120 }, (_, i) => 1 + (i % 3)));
+    expect(replies.slice(120).every((r) => r.granted === 10 && r.remaining === 0)).toBe(true);
+  });
+
   it('keeps working after SCRIPT FLUSH (EVALSHA falls back to EVAL)', async () => {
     const policy = tb(40, 10);
     expect((await store.lease('flush', policy, { need: 1, extra: 0, leaseTtlMs: 1000 })).granted).toBe(1);

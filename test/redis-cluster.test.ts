@@ -6,6 +6,8 @@
  * the failover.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Policy } from '../src/core/types.js';
+import { RedisStore } from '../src/store/redis-store.js';
 import { RedisCluster } from './helpers/redis-cluster.js';
 import { type Node, hit, startNode } from './helpers/service.js';
 
@@ -45,6 +47,33 @@ describe('Redis Cluster', () => {
       expect(ok).toBeLessThanOrEqual(40 + Math.floor((10 * elapsedMs) / 1000));
     }
     expect(a.manager.stats.storeFailures + b.manager.stats.storeFailures).toBe(0);
+  });
+
+  it('batches the calls of one event-loop turn per master: one script call per node carrying keys of many slots', async () => {
+    const nodes = cluster.seeds.split(',').map((x) => ({ host: x.split(':')[0] as string, port: Number(x.split(':')[1]) }));
+    const store = new RedisStore({ clusterNodes: nodes, commandTimeoutMs: 2000, keyPrefix: 'batch:' });
+    try {
+      expect(await store.ready(5000)).toBe(true);
+      const p: Policy = { name: 'p', algorithm: 'token_bucket', capacity: 5, refillPerSec: 1 };
+      const masters = await cluster.masters();
+      const calls = async () => {
+        let n = 0;
+        for (const m of masters) {
+          const c = m.client();
+          const info = await c.info('commandstats');
+          c.disconnect();
+          n += [...info.matchAll(/cmdstat_(?:evalsha|eval):calls=(\d+)/g)].reduce((x, mm) => x + Number(mm[1]), 0);
+        }
+        return n;
+      };
+      await Promise.all(Array.from({ length: 30 }, (_, i) => store.lease(`warm-${i}`, p, { need: 1, extra: 0, leaseTtlMs: 1000 })));
+      const before = await calls();
+      const replies = await Promise.all(Array.from({ length: 90 }, (_, i) => store.lease(`cold-${i}`, p, { need: 2, extra: 0, leaseTtlMs: 1000 })));
+      expect(replies.every((r) => r.granted === 2)).toBe(true);
+      expect(await calls()).toBe(before + masters.length);
+    } finally {
+      await store.close();
+    }
   });
 
   it('a master killed while traffic flows: every request answered, none hung or 5xx, back to global', async () => {

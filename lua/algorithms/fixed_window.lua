@@ -3,15 +3,19 @@ algorithms/fixed_window.lua: the fixed window's part of a lease step.
 Mirrors fixedWindowStep in src/algorithms/fixed-window.ts line for line (read the
 notes there). Prepended to protocol.lua when the script is loaded.
 
-ARGV[1]  limit: permits per window
-ARGV[2]  window length, ms (windows are aligned to Redis TIME: multiples since the epoch)
+ARGV[a]    limit: permits per window
+ARGV[a+1]  window length, ms (windows are aligned to Redis TIME: multiples since the epoch)
+(a: where this key's arguments start; alg_load reads them before each key's step)
 State: the current window's start (ms, a double) and its count (int32).
 ]]
-local ALG_ARGC = 2
 local ALG_TAG = 102 -- 'f'
 local ALG_BYTES = 12
-local w_limit = tonumber(ARGV[1])
-local w_len = tonumber(ARGV[2])
+local w_limit, w_len
+local function alg_load(a)
+  w_limit = tonumber(ARGV[a])
+  w_len = tonumber(ARGV[a + 1])
+  return a + 2
+end
 
 local function alg_fresh() return { start = -math.huge, count = 0, at = 0 } end
 local function alg_capacity() return w_limit end

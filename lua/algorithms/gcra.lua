@@ -3,15 +3,19 @@ algorithms/gcra.lua: GCRA's part of a lease step (the leaky bucket as a meter).
 Mirrors gcraStep in src/algorithms/gcra.ts line for line (read the notes there).
 Prepended to protocol.lua when the script is loaded (src/store/lua-scripts.ts).
 
-ARGV[1]  limit: the burst (permits)
-ARGV[2]  rate: permits per second (limit / windowSec); emission interval 1e6 / rate µs
+ARGV[a]    limit: the burst (permits)
+ARGV[a+1]  rate: permits per second (limit / windowSec); emission interval 1e6 / rate µs
+(a: where this key's arguments start; alg_load reads them before each key's step)
 State: the theoretical arrival time, store µs (a double holding a whole number).
 ]]
-local ALG_ARGC = 2
 local ALG_TAG = 103 -- 'g'
 local ALG_BYTES = 8
-local g_limit = tonumber(ARGV[1])
-local g_interval = 1e6 / tonumber(ARGV[2])
+local g_limit, g_interval
+local function alg_load(a)
+  g_limit = tonumber(ARGV[a])
+  g_interval = 1e6 / tonumber(ARGV[a + 1])
+  return a + 2
+end
 
 local function g_floor(s, cap) return s.at + (g_limit - cap) * g_interval end
 

@@ -3,16 +3,20 @@ algorithms/sliding_window.lua: the sliding window counter's part of a lease step
 Mirrors slidingWindowStep in src/algorithms/sliding-window.ts line for line (read
 the notes there). Prepended to protocol.lua when the script is loaded.
 
-ARGV[1]  limit: permits per window
-ARGV[2]  window length, ms (windows are aligned to Redis TIME: multiples since the epoch)
+ARGV[a]    limit: permits per window
+ARGV[a+1]  window length, ms (windows are aligned to Redis TIME: multiples since the epoch)
+(a: where this key's arguments start; alg_load reads them before each key's step)
 State: the current window's start (ms, a double), its count and the previous
 window's count (int32 each).
 ]]
-local ALG_ARGC = 2
 local ALG_TAG = 115 -- 's'
 local ALG_BYTES = 16
-local w_limit = tonumber(ARGV[1])
-local w_len = tonumber(ARGV[2])
+local w_limit, w_len
+local function alg_load(a)
+  w_limit = tonumber(ARGV[a])
+  w_len = tonumber(ARGV[a + 1])
+  return a + 2
+end
 
 -- Permits available at s.at, times the window length (whole for whole-ms times).
 local function room(s) return w_limit * w_len - s.prev * (s.start + w_len - s.at) - s.cur * w_len end

@@ -3,15 +3,19 @@ algorithms/token_bucket.lua: the token bucket's part of a lease step.
 Mirrors tokenBucketStep in src/algorithms/token-bucket.ts line for line.
 Prepended to protocol.lua when the script is loaded (src/store/lua-scripts.ts).
 
-ARGV[1]  capacity (tokens)
-ARGV[2]  refill per second (tokens)
+ARGV[a]    capacity (tokens)
+ARGV[a+1]  refill per second (tokens)
+(a: where this key's arguments start; alg_load reads them before each key's step)
 State: the tokens in the bucket, not counting leased ones (a double).
 ]]
-local ALG_ARGC = 2
 local ALG_TAG = 116 -- 't'
 local ALG_BYTES = 8
-local tb_cap = tonumber(ARGV[1])
-local tb_refill = tonumber(ARGV[2])
+local tb_cap, tb_refill
+local function alg_load(a)
+  tb_cap = tonumber(ARGV[a])
+  tb_refill = tonumber(ARGV[a + 1])
+  return a + 2
+end
 
 local function floor6(x) return math.floor(x * 1e6) / 1e6 end
 

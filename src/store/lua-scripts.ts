@@ -4,7 +4,7 @@
  * The Redis scripts, assembled when the module loads: for each algorithm, its
  * own part (`lua/algorithms/<name>.lua`) followed by the shared lease protocol
  * (`lua/protocol.lua`), so the bookkeeping every algorithm shares is written
- * once. Also the fleet heartbeat.
+ * once; each call steps a batch of keys. Also the fleet heartbeat.
  */
 import { readFileSync } from 'node:fs';
 import type { AlgorithmName } from '../core/types.js';
@@ -13,9 +13,13 @@ const readLua = (name: string) => readFileSync(new URL(`../../lua/${name}`, impo
 
 const PROTOCOL = readLua('protocol.lua');
 
-/** The lease script of one algorithm: its part, then the protocol. */
+/**
+ * The lease script of one algorithm: its part, then the protocol. The flag lets one call
+ * carry keys of several slots of one Cluster node (Redis 7); the store never sends a
+ * batch that spans nodes.
+ */
 export function leaseScript(algorithm: AlgorithmName): string {
-  return `${readLua(`algorithms/${algorithm}.lua`)}\n${PROTOCOL}`;
+  return `#!lua flags=allow-cross-slot-keys\n${readLua(`algorithms/${algorithm}.lua`)}\n${PROTOCOL}`;
 }
 
 export const HEARTBEAT_SCRIPT = readLua('heartbeat.lua');

@@ -2,7 +2,7 @@
  * @module store/redis-store
  *
  * Global buckets in Redis (one server or a Redis Cluster), shared by every node.
- * One script (`lua/lease.lua`) does a whole step atomically; scripts are
+ * One script (`lua/protocol.lua` after the algorithm's part) does whole steps atomically; scripts are
  * registered with ioredis `defineCommand`, which sends EVALSHA and falls back to
  * EVAL on NOSCRIPT, so they survive SCRIPT FLUSH, restarts and failovers.
  *
@@ -12,10 +12,20 @@
  * same length, which also covers Cluster redirections and retries. Failures and
  * replies of the wrong shape become `StoreUnavailableError`.
  *
- * Cluster: each script touches one key, and every key of a client shares a hash
- * tag (`rl:{hash}`), as does the fleet key (`rl:{fleet}`), so no call can hit
- * CROSSSLOT.
+ * Batching: the lease calls made within one event-loop turn (requests read in
+ * one poll phase, returns, refill-ahead) wait for `setImmediate` and travel as
+ * one script call per algorithm, up to 256 keys each: one round trip, one
+ * command, however many keys. Each call still settles within one deadline of
+ * being made.
+ *
+ * Cluster: every key of a client shares a hash tag (`rl:{hash}`), as does the
+ * fleet key (`rl:{fleet}`). A batch is grouped by the master serving each key's
+ * slot (as ioredis last knew it); the script declares only the first key, so
+ * Cluster routes it and CROSSSLOT cannot happen, and its allow-cross-slot-keys
+ * flag lets it touch the others on that node. A batch that fails there (a slot
+ * moved, a master died) is sent again key by key, which ioredis redirects.
  */
+import calculateSlot from 'cluster-key-slot';
 import { Cluster, Redis, type RedisOptions, ReplyError } from 'ioredis';
 import { ALGORITHMS, algorithmOf } from '../algorithms/registry.js';
 import {
@@ -35,7 +45,19 @@ import { decodeBucketValue } from './bucket-format.js';
 import { type KeyHasher, bucketKeyName, createKeyHasher } from './key-name.js';
 import { HEARTBEAT_SCRIPT, leaseScript } from './lua-scripts.js';
 
-type ScriptCall = (key: string, ...args: (string | number)[]) => Promise<unknown>;
+type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;
+/** A lease call waiting to be sent with the others of its event-loop turn. */
+type PendingLease = {
+  key: string;
+  args: (string | number)[];
+  resolve: (r: LeaseReply) => void;
+  reject: (e: Error) => void;
+  /** performance.now() by which it must settle. */
+  deadlineMs: number;
+};
+/** Most keys one script call carries (its reply and arguments stay small). */
+const MAX_BATCH = 256;
+
 const leaseCommand = (algorithm: AlgorithmName) => `rlLease_${algorithm}`;
 
 export type RedisStoreOptions = {
@@ -102,7 +124,9 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
     this.redis.on('error', () => {});
     this.redis.on('node error', () => {});
     for (const algorithm of Object.keys(ALGORITHMS) as AlgorithmName[]) {
-      this.redis.defineCommand(leaseCommand(algorithm), { numberOfKeys: 1, lua: options.leaseScripts?.[algorithm] ?? leaseScript(algorithm) });
+      const source = options.leaseScripts?.[algorithm] ?? leaseScript(algorithm);
+      // Declares one key (the batch's first, for routing); see lua/protocol.lua.
+      this.redis.defineCommand(leaseCommand(algorithm), { lua: source, numberOfKeys: 1 });
     }
     this.redis.defineCommand('rlHeartbeat', { numberOfKeys: 1, lua: HEARTBEAT_SCRIPT });
   }
@@ -112,14 +136,14 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
   }
 
   /** Runs one Redis call with the hard deadline, mapping every failure to StoreUnavailableError. */
-  async #call<T>(what: string, run: () => Promise<T>): Promise<T> {
+  async #call<T>(what: string, run: () => Promise<T>, timeoutMs = this.#timeoutMs): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     let timedOut = false;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         timedOut = true;
         reject(new Error(`no answer within ${this.#timeoutMs} ms`));
-      }, this.#timeoutMs);
+      }, timeoutMs);
     });
     const t0 = performance.now();
     try {
@@ -145,26 +169,100 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
     (this.redis as Cluster).refreshSlotsCache();
   }
 
-  async lease(clientId: string, policy: Policy, req: LeaseRequest): Promise<LeaseReply> {
+  /**
+   * One key's step. Calls made within one event-loop turn travel together: one script call
+   * per algorithm (per Cluster node), up to MAX_BATCH keys each. Each settles within one
+   * deadline of being made, whatever happens to the others.
+   */
+  lease(clientId: string, policy: Policy, req: LeaseRequest): Promise<LeaseReply> {
     const r = req.report;
-    const args: (string | number)[] = [
-      ...algorithmOf(policy).luaArgs(policy),
-      req.leaseTtlMs,
-      req.need,
-      req.extra,
-      r ? 1 : 0,
-      r ? r.grantedAtMs : 0,
-      r ? r.registered : 0,
-      r ? r.unused : 0,
-      r?.keep ? 1 : 0,
-    ];
-    const groups = r ? r.spends.slice(0, MAX_SPEND_GROUPS) : [];
-    args.push(groups.length);
-    for (const [age, count] of groups) args.push(Math.max(0, Math.floor(age)), count);
+    const args: (string | number)[] = algorithmOf(policy).luaArgs(policy);
+    args.push(req.leaseTtlMs, req.need, req.extra, r ? 1 : 0, r ? r.grantedAtMs : 0, r ? r.registered : 0, r ? r.unused : 0, r?.keep ? 1 : 0);
+    const groups = r ? r.spends : [];
+    const n = Math.min(groups.length, MAX_SPEND_GROUPS);
+    args.push(n);
+    for (let i = 0; i < n; i++) {
+      const [age, count] = groups[i] as readonly [number, number];
+      args.push(Math.max(0, Math.floor(age)), count);
+    }
     const key = bucketKeyName(this.#prefix, clientId, policy, this.#hashKey);
-    const run = this.#script(leaseCommand(policy.algorithm));
-    const raw = await this.#call('lease', () => run.call(this.redis, key, ...args));
-    return parseLeaseReply(raw);
+    return new Promise<LeaseReply>((resolve, reject) => {
+      let queue = this.#pending.get(policy.algorithm);
+      if (!queue) {
+        queue = [];
+        this.#pending.set(policy.algorithm, queue);
+      }
+      queue.push({ key, args, resolve, reject, deadlineMs: performance.now() + this.#timeoutMs });
+      if (!this.#flushScheduled) {
+        this.#flushScheduled = true;
+        setImmediate(this.#flush);
+      }
+    });
+  }
+
+  /** Lease calls waiting for the end of this event-loop turn, by algorithm. */
+  readonly #pending = new Map<AlgorithmName, PendingLease[]>();
+  #flushScheduled = false;
+
+  readonly #flush = (): void => {
+    this.#flushScheduled = false;
+    for (const [algorithm, queue] of this.#pending) {
+      if (queue.length === 0) continue;
+      this.#pending.set(algorithm, []);
+      for (const group of this.#byNode(queue)) {
+        for (let i = 0; i < group.length; i += MAX_BATCH) this.#send(algorithm, group.slice(i, i + MAX_BATCH), true);
+      }
+    }
+  };
+
+  /** On Cluster, the calls grouped by the node that owns each key's slot (as last known); else one group. */
+  #byNode(queue: PendingLease[]): PendingLease[][] {
+    if (!(this.redis instanceof Cluster)) return [queue];
+    const slots = this.redis.slots;
+    const groups = new Map<string, PendingLease[]>();
+    for (const p of queue) {
+      const node = slots[calculateSlot(p.key)]?.[0] ?? `unknown:${p.key}`;
+      const g = groups.get(node);
+      if (g) g.push(p);
+      else groups.set(node, [p]);
+    }
+    return [...groups.values()];
+  }
+
+  /**
+   * One script call for `batch`. On Cluster, a batch that failed (MOVED, ASK, CROSSSLOT or
+   * TRYAGAIN because a slot moved and the map is stale, or a node that died) is sent again
+   * key by key, which ioredis redirects; within each call's own deadline.
+   */
+  #send(algorithm: AlgorithmName, batch: PendingLease[], mayRetry: boolean): void {
+    const keys = batch.map((p) => p.key);
+    const argv: (string | number)[] = [];
+    for (const p of batch) for (const a of p.args) argv.push(a);
+    const timeoutMs = Math.max(1, Math.min(...batch.map((p) => p.deadlineMs)) - performance.now());
+    // One declared key, the first: ioredis and Redis Cluster route (and refuse CROSSSLOT)
+    // by declared keys; the script reads the batch's keys from its arguments.
+    const run = () => this.#script(leaseCommand(algorithm)).call(this.redis, keys[0] as string, keys.length, ...keys, ...argv);
+    this.#call('lease', run, timeoutMs).then(
+      (raw) => {
+        let replies: LeaseReply[];
+        try {
+          replies = parseLeaseReplies(raw, batch.length);
+        } catch (err) {
+          for (const p of batch) p.reject(err as Error);
+          return;
+        }
+        batch.forEach((p, i) => p.resolve(replies[i] as LeaseReply));
+      },
+      (err: StoreUnavailableError) => {
+        // A node that failed or moved slots: key by key through ioredis, which follows
+        // redirections and refreshes its map; each within what is left of its deadline.
+        if (mayRetry && batch.length > 1 && this.redis instanceof Cluster) {
+          for (const p of batch) this.#send(algorithm, [p], false);
+          return;
+        }
+        for (const p of batch) p.reject(err);
+      },
+    );
   }
 
   async peek(clientId: string, policy: Policy): Promise<BucketView | undefined> {
@@ -231,18 +329,21 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
   }
 }
 
-/** Checks the script reply's shape: an old or foreign script must not be trusted. */
-export function parseLeaseReply(raw: unknown): LeaseReply {
-  if (!Array.isArray(raw) || raw.length !== 6 || !raw.every((v) => typeof v === 'number' && Number.isFinite(v))) {
+/** Checks the script reply's shape (six numbers per key): an old or foreign script must not be trusted. */
+export function parseLeaseReplies(raw: unknown, keys: number): LeaseReply[] {
+  if (!Array.isArray(raw) || raw.length !== 6 * keys || !raw.every((v) => typeof v === 'number' && Number.isFinite(v))) {
     throw new StoreUnavailableError(`unexpected lease script reply: ${JSON.stringify(raw)?.slice(0, 100)}`);
   }
-  const [granted, kept, grantedAtMs, remaining, retryAfterMs, lifeMs] = raw as number[];
-  return {
-    granted: granted as number,
-    kept: kept === 1,
-    grantedAtMs: grantedAtMs as number,
-    remaining: remaining as number,
-    retryAfterMs: retryAfterMs as number,
-    lifeMs: lifeMs as number,
-  };
+  const out: LeaseReply[] = [];
+  for (let i = 0; i < raw.length; i += 6) {
+    out.push({
+      granted: raw[i] as number,
+      kept: raw[i + 1] === 1,
+      grantedAtMs: raw[i + 2] as number,
+      remaining: raw[i + 3] as number,
+      retryAfterMs: raw[i + 4] as number,
+      lifeMs: raw[i + 5] as number,
+    });
+  }
+  return out;
 }
