@@ -29,30 +29,40 @@ type NodeBindings = { incoming?: IncomingMessage; outgoing?: ServerResponse };
 export const SERVED_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD']);
 const ALLOW = [...SERVED_METHODS].join(', ');
 
-/** The request as the engine reads it: from Node's parsed headers when on @hono/node-server (no fetch Headers built). */
+/**
+ * The request as the engine reads it, from Node's parsed headers when on
+ * @hono/node-server (no fetch Headers built). A class rather than an object of
+ * closures: a request allocates one small object, its methods are shared.
+ */
+class NodeRequestInput implements RequestInput {
+  readonly peer: RequestInput['peer'];
+  constructor(
+    readonly method: string,
+    readonly path: string,
+    private readonly incoming: IncomingMessage,
+  ) {
+    this.peer = { remoteAddress: incoming.socket?.remoteAddress, forwardedFor: incoming.headers['x-forwarded-for'] as string | undefined };
+  }
+
+  header(n: string): string | undefined {
+    const v = this.incoming.headers[n];
+    return Array.isArray(v) ? v.join(', ') : v;
+  }
+
+  headerCount(n: string): number {
+    const v = this.incoming.headers[n];
+    // Node joins most repeated headers with ", ": count them in the raw list.
+    if (v === undefined || (typeof v === 'string' && !v.includes(','))) return v === undefined ? 0 : 1;
+    let seen = 0;
+    const raw = this.incoming.rawHeaders;
+    for (let i = 0; i < raw.length; i += 2) if ((raw[i] as string).toLowerCase() === n) seen++;
+    return seen;
+  }
+}
+
 function requestInput(c: Context): RequestInput {
   const incoming = (c.env as NodeBindings | undefined)?.incoming;
-  if (incoming) {
-    const h = incoming.headers;
-    return {
-      method: c.req.method,
-      path: c.req.path,
-      header: (n) => {
-        const v = h[n];
-        return Array.isArray(v) ? v.join(', ') : v;
-      },
-      headerCount: (n) => {
-        const v = h[n];
-        // Node joins repeated headers with ", ": only then can the raw headers tell.
-        if (v === undefined || (typeof v === 'string' && !v.includes(','))) return v === undefined ? 0 : 1;
-        let seen = 0;
-        const raw = incoming.rawHeaders;
-        for (let i = 0; i < raw.length; i += 2) if ((raw[i] as string).toLowerCase() === n) seen++;
-        return seen;
-      },
-      peer: { remoteAddress: incoming.socket?.remoteAddress, forwardedFor: h['x-forwarded-for'] as string | undefined },
-    };
-  }
+  if (incoming) return new NodeRequestInput(c.req.method, c.req.path, incoming);
   return {
     method: c.req.method,
     path: c.req.path,
@@ -70,6 +80,17 @@ function limitHeaders(o: { rule: { limits: readonly import('../core/types.js').P
     'X-RateLimit-Remaining': String(top.remaining),
     'X-RateLimit-Reset': String(resetSeconds(top)),
   };
+}
+
+/**
+ * Sets response headers. On @hono/node-server, straight on Node's response (Hono's
+ * `c.header` builds a Headers object the adapter converts back: measured 0.81 × the
+ * bare app's throughput against 1.02 × for `setHeader`).
+ */
+function setHeaders(c: Context, headers: Record<string, string>): void {
+  const outgoing = (c.env as NodeBindings | undefined)?.outgoing;
+  if (outgoing && !outgoing.headersSent) for (const name in headers) outgoing.setHeader(name, headers[name] as string);
+  else for (const name in headers) c.header(name, headers[name]);
 }
 
 const json = (status: number, body: unknown, headers: Record<string, string> = {}) =>
@@ -107,18 +128,26 @@ export function requestDecision(o: Outcome): RequestDecision {
 
 export function createPolicyHandler(engine: PolicyEngine, o: PolicyHandlerOptions = {}) {
   const counters = o.counters;
-  return async function limitedRoute(c: Context<RateLimitEnv>): Promise<Response> {
-    let outcome: Outcome;
-    try {
-      const r = engine.decide(requestInput(c));
-      outcome = r instanceof Promise ? await r : r;
-    } catch (err) {
-      if (err instanceof StoreUnavailableError) {
-        counters?.request('', 'unavailable');
-        return json(503, { detail: 'Rate limiter unavailable' }, { 'Retry-After': '1' });
-      }
-      throw err;
+  const unavailable = (err: unknown): Response => {
+    if (err instanceof StoreUnavailableError) {
+      counters?.request('', 'unavailable');
+      return json(503, { detail: 'Rate limiter unavailable' }, { 'Retry-After': '1' });
     }
+    throw err;
+  };
+  // Not async: a request decided from held tokens is answered without a promise.
+  return function limitedRoute(c: Context<RateLimitEnv>): Response | Promise<Response> {
+    let r: Outcome | Promise<Outcome>;
+    try {
+      r = engine.decide(requestInput(c));
+    } catch (err) {
+      return unavailable(err);
+    }
+    if (r instanceof Promise) return r.then((outcome) => respond(c, outcome), unavailable);
+    return respond(c, r);
+  };
+
+  function respond(c: Context<RateLimitEnv>, outcome: Outcome): Response | Promise<Response> {
     if (counters) {
       counters.request('rule' in outcome && outcome.rule ? outcome.rule.name : '', requestDecision(outcome));
       if (outcome.kind === 'allowed' || outcome.kind === 'denied') for (const d of outcome.decisions) counters.limit(d, outcome.rule.cost);
@@ -144,21 +173,22 @@ export function createPolicyHandler(engine: PolicyEngine, o: PolicyHandlerOption
         const top = mostConstraining(outcome.decisions);
         const denied = outcome.denied;
         const retryMs = Math.max(...outcome.decisions.filter((d) => !d.allowed).map((d) => d.retryAfterMs));
-        const headers = { ...limitHeaders(outcome, top), 'Retry-After': String(retryAfterSeconds({ ...denied, retryAfterMs: retryMs })), 'X-Request-Id': requestId };
+        const headers = limitHeaders(outcome, top);
+        headers['Retry-After'] = String(retryAfterSeconds({ ...denied, retryAfterMs: retryMs }));
+        headers['X-Request-Id'] = requestId;
+        setHeaders(c, headers);
         const detail = denied.shed ? 'Too many new clients: retry shortly' : 'Too Many Requests';
-        return json(429, { detail, retry_after_ms: retryMs, policy: denied.policy.name }, headers);
+        return c.json({ detail, retry_after_ms: retryMs, policy: denied.policy.name }, 429);
       }
       case 'allowed': {
         const top = mostConstraining(outcome.decisions);
         const headers = limitHeaders(outcome, top);
         if (o.forward) return o.forward(c, headers);
-        const outgoing = (c.env as NodeBindings | undefined)?.outgoing;
-        if (outgoing && !outgoing.headersSent) for (const name in headers) outgoing.setHeader(name, headers[name] as string);
-        else for (const name in headers) c.header(name, headers[name]);
+        setHeaders(c, headers);
         const rateLimit = { policy: top.policy.name, limit: top.limit, remaining: top.remaining, reset: resetSeconds(top) };
         c.set('rateLimit', rateLimit);
         return c.json({ ok: true, rate_limit: rateLimit });
       }
     }
-  };
+  }
 }
