@@ -147,7 +147,7 @@ local function step(key, a)
     else
       local back = math.min(rUnused, gen.leased)
       gen.leased = gen.leased - back
-      alg_give_back(s, back, cap - leased())
+      alg_give_back(s, back, cap - leased(), rGrantedAt)
     end
   end
   alg_settle(s)
@@ -201,8 +201,13 @@ local function step(key, a)
   return granted, kept, grantedAt, left, retry, life, base + 10 + 2 * declared
 end
 
-local out = {}
 local n = tonumber(ARGV[1])
+-- Touch every key before writing any: on Cluster a key this node does not serve fails the
+-- call here, before anything is written, so the caller may safely send the batch again
+-- key by key (a failure half-way through would leave the earlier steps applied).
+for i = 1, n do redis.call('EXISTS', ARGV[1 + i]) end
+
+local out = {}
 local a = n + 2
 for i = 1, n do
   local granted, kept, grantedAt, left, retry, life, nxt = step(ARGV[1 + i], a)

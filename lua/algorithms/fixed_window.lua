@@ -6,10 +6,10 @@ notes there). Prepended to protocol.lua when the script is loaded.
 ARGV[a]    limit: permits per window
 ARGV[a+1]  window length, ms (windows are aligned to Redis TIME: multiples since the epoch)
 (a: where this key's arguments start; alg_load reads them before each key's step)
-State: the current window's start (ms, a double) and its count (int32).
+State: the current window's start (ms, a double), its count and its length (int32 each).
 ]]
 local ALG_TAG = 102 -- 'f'
-local ALG_BYTES = 12
+local ALG_BYTES = 16
 local w_limit, w_len
 local function alg_load(a)
   w_limit = tonumber(ARGV[a])
@@ -17,13 +17,18 @@ local function alg_load(a)
   return a + 2
 end
 
-local function alg_fresh() return { start = -math.huge, count = 0, at = 0 } end
+local function alg_fresh() return { start = -math.huge, count = 0, len = 0, at = 0 } end
 local function alg_capacity() return w_limit end
 -- Counting, not refilling: leased permits are in `count`, so `cap` holds by itself.
 local function alg_advance(s, from, to, cap)
   s.at = math.max(s.at, to)
   local ws = math.floor(s.at / w_len) * w_len
-  if ws > s.start then
+  if s.len ~= w_len then
+    -- The policy's window changed length: the window containing now, aligned to the new
+    -- length, still counts everything counted so far.
+    s.len = w_len
+    s.start = ws
+  elseif ws > s.start then
     s.start = ws
     s.count = 0
   end
@@ -31,7 +36,10 @@ end
 local function alg_settle(s) end
 local function alg_available(s) return math.max(0, math.floor(w_limit - s.count)) end
 local function alg_take(s, n) s.count = s.count + n end
-local function alg_give_back(s, n, cap) s.count = math.max(0, s.count - n) end
+-- Only permits counted in this window come back: an earlier window's are gone with it.
+local function alg_give_back(s, n, cap, grantedAt)
+  if grantedAt >= s.start then s.count = math.max(0, s.count - n) end
+end
 local function alg_next_permit_ms(s)
   if w_limit - s.count >= 1 then return 0 end
   return math.max(1, math.ceil(s.start + w_len - s.at))
@@ -41,8 +49,8 @@ local function alg_idle_ms(s)
   return 0
 end
 local function alg_life(s, now, ttl) return math.max(0, math.min(ttl, s.start + w_len - now)) end
-local function alg_encode(s) return struct.pack('>di4', s.start, s.count) end
+local function alg_encode(s) return struct.pack('>di4i4', s.start, s.count, s.len) end
 local function alg_decode(raw, pos, updated)
-  local start, count = struct.unpack('>di4', raw, pos)
-  return { start = start, count = count, at = updated }
+  local start, count, len = struct.unpack('>di4i4', raw, pos)
+  return { start = start, count = count, len = len, at = updated }
 end

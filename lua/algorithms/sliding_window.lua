@@ -6,11 +6,11 @@ the notes there). Prepended to protocol.lua when the script is loaded.
 ARGV[a]    limit: permits per window
 ARGV[a+1]  window length, ms (windows are aligned to Redis TIME: multiples since the epoch)
 (a: where this key's arguments start; alg_load reads them before each key's step)
-State: the current window's start (ms, a double), its count and the previous
-window's count (int32 each).
+State: the current window's start (ms, a double), its count, the previous
+window's count and the window's length (int32 each).
 ]]
 local ALG_TAG = 115 -- 's'
-local ALG_BYTES = 16
+local ALG_BYTES = 20
 local w_limit, w_len
 local function alg_load(a)
   w_limit = tonumber(ARGV[a])
@@ -21,13 +21,20 @@ end
 -- Permits available at s.at, times the window length (whole for whole-ms times).
 local function room(s) return w_limit * w_len - s.prev * (s.start + w_len - s.at) - s.cur * w_len end
 
-local function alg_fresh() return { start = -math.huge, cur = 0, prev = 0, at = 0 } end
+local function alg_fresh() return { start = -math.huge, cur = 0, prev = 0, len = 0, at = 0 } end
 local function alg_capacity() return w_limit end
 -- Counting, not refilling: leased permits are in `cur`, so `cap` holds by itself.
 local function alg_advance(s, from, to, cap)
   s.at = math.max(s.at, to)
   local ws = math.floor(s.at / w_len) * w_len
-  if ws == s.start + w_len then
+  if s.len ~= w_len then
+    -- The policy's window changed length: the window containing now, aligned to the new
+    -- length, counts everything counted so far as its own.
+    s.len = w_len
+    s.start = ws
+    s.cur = s.cur + s.prev
+    s.prev = 0
+  elseif ws == s.start + w_len then
     s.prev = s.cur
     s.cur = 0
     s.start = ws
@@ -40,7 +47,10 @@ end
 local function alg_settle(s) end
 local function alg_available(s) return math.max(0, math.floor(room(s) / w_len)) end
 local function alg_take(s, n) s.cur = s.cur + n end
-local function alg_give_back(s, n, cap) s.cur = math.max(0, s.cur - n) end
+-- Only permits counted in this window come back: an earlier window's are gone with it.
+local function alg_give_back(s, n, cap, grantedAt)
+  if grantedAt >= s.start then s.cur = math.max(0, s.cur - n) end
+end
 local function alg_next_permit_ms(s)
   if room(s) >= w_len then return 0 end
   local wend = s.start + w_len
@@ -58,8 +68,8 @@ local function alg_idle_ms(s)
   return 0
 end
 local function alg_life(s, now, ttl) return math.max(0, math.min(ttl, s.start + w_len - now)) end
-local function alg_encode(s) return struct.pack('>di4i4', s.start, s.cur, s.prev) end
+local function alg_encode(s) return struct.pack('>di4i4i4', s.start, s.cur, s.prev, s.len) end
 local function alg_decode(raw, pos, updated)
-  local start, cur, prev = struct.unpack('>di4i4', raw, pos)
-  return { start = start, cur = cur, prev = prev, at = updated }
+  local start, cur, prev, len = struct.unpack('>di4i4i4', raw, pos)
+  return { start = start, cur = cur, prev = prev, len = len, at = updated }
 end

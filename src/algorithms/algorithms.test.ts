@@ -136,3 +136,39 @@ describe.each([
     expect(admitted.length).toBeGreaterThan(p.capacity * 10);
   });
 });
+
+describe('windows whose length changes under the same policy name (review finding)', () => {
+  const report = (r: { grantedAtMs: number; granted: number }) => ({ grantedAtMs: r.grantedAtMs, registered: r.granted, unused: r.granted, spends: [], keep: false });
+  it.each([
+    ['fixed_window', { name: 'w', algorithm: 'fixed_window', capacity: 10, refillPerSec: 10 / 60, windowMs: 60_000 }],
+    ['sliding_window', { name: 'w', algorithm: 'sliding_window', capacity: 10, refillPerSec: 10 / 60, windowMs: 60_000 }],
+  ] as [string, Policy][])('%s: a return of a lease counted under the old length frees nothing in the new window', (_n, long) => {
+    const short = { ...long, windowMs: 10_000 } as Policy;
+    const alg = algorithmOf(long);
+    // A leases 10 under the 60 s window at second 25; the window becomes 10 s.
+    const a = leaseStep(alg, undefined, long, { need: 10, extra: 0, leaseTtlMs: 60_000 }, T0 + 25_000);
+    expect(a.reply.granted).toBe(10);
+    // B asks at second 30, under the new length: A's 10 still count.
+    const b = leaseStep(alg, a.state, short, { need: 10, extra: 0, leaseTtlMs: 60_000 }, T0 + 30_000);
+    expect(b.reply.granted).toBe(0);
+    // A gives its 10 back (it learnt of the change), and C asks in the same 10 s window.
+    const back = leaseStep(alg, b.state, short, { need: 0, extra: 0, leaseTtlMs: 60_000, report: report(a.reply) }, T0 + 31_000);
+    const c = leaseStep(alg, back.state, short, { need: 10, extra: 0, leaseTtlMs: 60_000 }, T0 + 32_000);
+    // 10 in the window [30 s, 40 s) at most, counting A's 10 as this window's (once too strict).
+    expect(b.reply.granted + c.reply.granted).toBeLessThanOrEqual(10);
+    // The next window of the new length starts afresh, and a lease ends at its (aligned) end.
+    const d = leaseStep(alg, c.state, short, { need: 10, extra: 0, leaseTtlMs: 60_000 }, T0 + 45_000);
+    expect(d.reply.granted).toBeGreaterThanOrEqual(long.algorithm === 'fixed_window' ? 10 : 0);
+    expect(d.reply.lifeMs).toBe(5_000);
+  });
+
+  it('lengthening a window ends leases at the new aligned end', () => {
+    const short: Policy = { name: 'w', algorithm: 'fixed_window', capacity: 10, refillPerSec: 1, windowMs: 10_000 };
+    const long = { ...short, windowMs: 60_000 } as Policy;
+    const a = leaseStep(algorithmOf(short), undefined, short, { need: 1, extra: 0, leaseTtlMs: 120_000 }, T0 + 25_000);
+    const b = leaseStep(algorithmOf(long), a.state, long, { need: 1, extra: 0, leaseTtlMs: 120_000 }, T0 + 26_000);
+    // T0 is 20 s into a minute: the aligned 60 s window ends 14 s after T0 + 26 s.
+    expect(b.reply.lifeMs).toBe(Math.ceil((T0 + 26_000) / 60_000) * 60_000 - (T0 + 26_000));
+    expect(b.reply.lifeMs).toBe(14_000);
+  });
+});

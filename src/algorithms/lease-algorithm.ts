@@ -36,8 +36,8 @@ export interface LeaseAlgorithm<P, S> {
   /** Whole permits that could be granted now. */
   available(s: S, p: P): number;
   take(s: S, p: P, n: number): void;
-  /** Unused permits coming back, up to `cap` available. */
-  giveBack(s: S, p: P, n: number, cap: number): void;
+  /** Unused permits of a lease granted at `grantedAtMs` coming back, up to `cap` available. */
+  giveBack(s: S, p: P, n: number, cap: number, grantedAtMs: number): void;
   /** ms until one whole permit is available, ignoring leases; 0 if one is. */
   nextPermitMs(s: S, p: P): number;
   /** ms until the state is the same as `fresh`, if nothing happens. */

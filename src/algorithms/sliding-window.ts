@@ -6,7 +6,7 @@
  * overlap, plus the current window's count stays below `capacity`:
  *   prev × (1 - (t - start) / windowMs) + cur + 1 ≤ capacity.
  * Windows are aligned to the store's clock; the state is two counters and the
- * current window's start.
+ * current window's start and length.
  *
  * As with the fixed window, a leased permit is counted when granted (earlier
  * than it is spent, when the previous window weighs more, so the check is only
@@ -18,8 +18,8 @@ import type { SlidingWindowParams } from '../core/types.js';
 import type { LeaseAlgorithm } from './lease-algorithm.js';
 import { windowStart } from './fixed-window.js';
 
-/** The current window's start (store ms), both windows' counts, and the state's time. */
-export type SlidingState = { start: number; cur: number; prev: number; at: number };
+/** The current window's start (store ms) and length, both windows' counts, and the state's time. */
+export type SlidingState = { start: number; cur: number; prev: number; len: number; at: number };
 
 /** Permits available at `s.at`, times windowMs (a whole number for whole-ms times). */
 const scaledRoom = (s: SlidingState, p: SlidingWindowParams) =>
@@ -28,15 +28,22 @@ const scaledRoom = (s: SlidingState, p: SlidingWindowParams) =>
 export const slidingWindowStep: LeaseAlgorithm<SlidingWindowParams, SlidingState> = {
   tag: 'sw',
   stateTag: 's'.charCodeAt(0),
-  stateBytes: 16,
+  stateBytes: 20,
   luaArgs: (p) => [p.capacity, p.windowMs],
-  fresh: () => ({ start: Number.NEGATIVE_INFINITY, cur: 0, prev: 0, at: 0 }),
+  fresh: () => ({ start: Number.NEGATIVE_INFINITY, cur: 0, prev: 0, len: 0, at: 0 }),
   capacity: (p) => p.capacity,
   // Counting, not refilling: leased permits are in `cur`, so `cap` holds by itself.
   advance(s, p, _fromMs, toMs) {
     s.at = Math.max(s.at, toMs);
     const ws = windowStart(s.at, p.windowMs);
-    if (ws === s.start + p.windowMs) {
+    if (s.len !== p.windowMs) {
+      // The policy's window changed length: the window containing now, aligned to the new
+      // length, counts everything counted so far as its own (once too strict, never lenient).
+      s.len = p.windowMs;
+      s.start = ws;
+      s.cur += s.prev;
+      s.prev = 0;
+    } else if (ws === s.start + p.windowMs) {
       s.prev = s.cur;
       s.cur = 0;
       s.start = ws;
@@ -51,8 +58,9 @@ export const slidingWindowStep: LeaseAlgorithm<SlidingWindowParams, SlidingState
   take(s, _p, n) {
     s.cur += n;
   },
-  giveBack(s, _p, n) {
-    s.cur = Math.max(0, s.cur - n);
+  // Only permits counted in this window come back: an earlier window's are gone with it.
+  giveBack(s, _p, n, _cap, grantedAtMs) {
+    if (grantedAtMs >= s.start) s.cur = Math.max(0, s.cur - n);
   },
   nextPermitMs(s, p) {
     if (scaledRoom(s, p) >= p.windowMs) return 0;
@@ -76,6 +84,7 @@ export const slidingWindowStep: LeaseAlgorithm<SlidingWindowParams, SlidingState
     start: view.getFloat64(offset),
     cur: view.getInt32(offset + 8),
     prev: view.getInt32(offset + 12),
+    len: view.getInt32(offset + 16),
     at: updatedMs,
   }),
 };

@@ -103,6 +103,10 @@ export const policyDocumentSchema = z
           message: `a window of whole milliseconds, at least ${MIN_WINDOW_SEC} s`,
         });
       }
+      // The sliding window checks limit × windowMs in doubles: exact only below 2^53.
+      if (p.algorithm === 'sliding_window' && p.limit * p.windowSec * 1000 > 2 ** 52) {
+        ctx.addIssue({ code: 'custom', path: ['policies', policyName, 'limit'], message: 'limit × windowSec must stay below 4.5e12 for a sliding window' });
+      }
     }
     const seen = new Set<string>();
     doc.rules.forEach((r, i) => {

@@ -209,10 +209,12 @@ export class PolicyEngine {
       // its window: spending it now would spend a permit in the window after the one it was
       // counted in. Everything goes back and the request is decided again (once more at most;
       // then it is denied for a moment, a bounded cost of a rare race).
-      if (ds.some((d, i) => d.reservation !== undefined && !limiter.held(clientId, rule.limits[i] as Policy, d.reservation))) {
+      const dead = ds.map((d, i) => d.reservation !== undefined && !limiter.held(clientId, rule.limits[i] as Policy, d.reservation));
+      if (dead.includes(true)) {
         for (const [i, d] of ds.entries()) if (d.reservation !== undefined) limiter.settle(clientId, rule.limits[i] as Policy, rule.cost, false, d.reservation);
         if (attempt < 3) return this.#limit(rule, clientId, attempt + 1);
-        return this.#outcome(rule, clientId, ds.map((d) => ({ ...d, allowed: false, retryAfterMs: Math.max(1, d.retryAfterMs) })));
+        // Denied by the limits whose reservations died: retry in a moment.
+        return this.#outcome(rule, clientId, ds.map((d, i) => (dead[i] ? { ...d, allowed: false, remaining: 0, retryAfterMs: Math.max(1, d.retryAfterMs) } : d)));
       }
       return settle(ds);
     });

@@ -210,7 +210,7 @@ export function leaseStep<P, S>(alg: LeaseAlgorithm<P, S>, prev: BucketState<S> 
     } else {
       const back = Math.min(r.unused, gen.leased);
       gen.leased -= back;
-      alg.giveBack(s.alg, p, back, cap - leased());
+      alg.giveBack(s.alg, p, back, cap - leased(), r.grantedAtMs);
     }
   }
   alg.settle(s.alg);

@@ -55,6 +55,8 @@ type PendingLease = {
   /** performance.now() by which it must settle. */
   deadlineMs: number;
 };
+/** Cluster refusals that mean the script ran no step: the batch may be sent again. */
+const NOTHING_RAN = /MOVED|ASK|TRYAGAIN|CLUSTERDOWN|CROSSSLOT|non local key/;
 /** Most keys one script call carries (its reply and arguments stay small). */
 const MAX_BATCH = 256;
 
@@ -209,8 +211,13 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
     for (const [algorithm, queue] of this.#pending) {
       if (queue.length === 0) continue;
       this.#pending.set(algorithm, []);
-      for (const group of this.#byNode(queue)) {
-        for (let i = 0; i < group.length; i += MAX_BATCH) this.#send(algorithm, group.slice(i, i + MAX_BATCH), true);
+      try {
+        for (const group of this.#byNode(queue)) {
+          for (let i = 0; i < group.length; i += MAX_BATCH) this.#send(algorithm, group.slice(i, i + MAX_BATCH), true);
+        }
+      } catch (err) {
+        // A bug must not leave calls waiting: each settles once (later settles are no-ops).
+        for (const p of queue) p.reject(new StoreUnavailableError(`lease batch failed: ${(err as Error).message}`, { cause: err }));
       }
     }
   };
@@ -230,9 +237,9 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
   }
 
   /**
-   * One script call for `batch`. On Cluster, a batch that failed (MOVED, ASK, CROSSSLOT or
-   * TRYAGAIN because a slot moved and the map is stale, or a node that died) is sent again
-   * key by key, which ioredis redirects; within each call's own deadline.
+   * One script call for `batch`. On Cluster, a batch refused before any step ran (MOVED,
+   * ASK, TRYAGAIN, a key the node does not serve: a slot moved and the map is stale) is
+   * sent again key by key, which ioredis redirects; within each call's own deadline.
    */
   #send(algorithm: AlgorithmName, batch: PendingLease[], mayRetry: boolean): void {
     const keys = batch.map((p) => p.key);
@@ -254,9 +261,12 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
         batch.forEach((p, i) => p.resolve(replies[i] as LeaseReply));
       },
       (err: StoreUnavailableError) => {
-        // A node that failed or moved slots: key by key through ioredis, which follows
-        // redirections and refreshes its map; each within what is left of its deadline.
-        if (mayRetry && batch.length > 1 && this.redis instanceof Cluster) {
+        // Refused because a key is not this node's (a slot moved, the map is stale): nothing
+        // ran (the script touches every key before writing any), so key by key through
+        // ioredis, which follows redirections, within what is left of each deadline. Never
+        // after a timeout or a lost connection: the steps may have run, and running a return
+        // twice would free permits another node holds.
+        if (mayRetry && batch.length > 1 && this.redis instanceof Cluster && NOTHING_RAN.test(err.message)) {
           for (const p of batch) this.#send(algorithm, [p], false);
           return;
         }
