@@ -40,7 +40,8 @@ try {
     await server.stop();
     const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
     if (!file) throw new Error(`${system}: no profile written`);
-    out.push(profileMarkdown(`${system}, ${Math.round(r.requests.average)} req/s`, summarise(join(dir, file)), r.requests.total), '');
+    const codes = Object.entries(r.statusCodeStats ?? {}).map(([code, v]) => `${code}: ${v.count}`).join(', ');
+    out.push(profileMarkdown(`${system}, ${Math.round(r.requests.average)} req/s (${codes})`, summarise(join(dir, file)), r.requests.total), '');
   }
   console.log(out.join('\n'));
 } finally {
