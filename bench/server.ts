@@ -3,7 +3,10 @@
  * of the systems compared. Runs as a child of `bench/run.ts`, so the load
  * generator and the server do not share an event loop.
  *
- *   BENCH_SYSTEM=none|tandem|tandem-local|rlflex|seed-lua  PORT=...  REDIS_URL=...
+ *   BENCH_SYSTEM=none|none-b|tandem|tandem-local|rlflex|seed-lua|hono-rate-limiter  PORT=...  REDIS_URL=...
+ *
+ * `none-b` is `none` under another name: a second bare process, for the noise floor
+ * between two identical systems (bench/cold.ts).
  *
  * Prints `ready <port>` once listening. `GET /__bench/stats` gives CPU time, RSS,
  * peak RSS and the limiter's counters; `GET /__bench/decisions` every decision
@@ -32,7 +35,7 @@ import { createAdminAuth } from '../src/admin/auth.js';
 import { loadConfig } from '../src/config/config.js';
 import { silentLogger } from '../src/log/logger.js';
 import { createService } from '../src/service.js';
-import { rlflexApp, seedLuaApp } from './peers/peers.js';
+import { honoRateLimiterApp, rlflexApp, seedLuaApp } from './peers/peers.js';
 
 const system = process.env.BENCH_SYSTEM ?? 'none';
 const port = Number(process.env.PORT ?? 0);
@@ -41,7 +44,7 @@ const redisUrl = process.env.REDIS_URL ?? '';
 type Target = { app: Hono; admin?: Hono | undefined; stats: () => Record<string, unknown> };
 
 function build(): Target {
-  if (system === 'none') {
+  if (system === 'none' || system === 'none-b') {
     // The ceiling: the same route and body shape, no limiter.
     const app = new Hono();
     app.get('/resource', (c) => c.json({ ok: true, rate_limit: null }));
@@ -84,6 +87,7 @@ function build(): Target {
   }
   if (system === 'rlflex') return { app: rlflexApp(redisUrl), stats: () => ({}) };
   if (system === 'seed-lua') return { app: seedLuaApp(redisUrl), stats: () => ({}) };
+  if (system === 'hono-rate-limiter') return { app: honoRateLimiterApp(), stats: () => ({}) };
   throw new Error(`unknown BENCH_SYSTEM ${system}`);
 }
 

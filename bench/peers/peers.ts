@@ -8,10 +8,17 @@
  *   the same burst (40) and long-run rate (10/s) as the token bucket.
  * - `seed-lua`: the seeds' design, one GET plus one Lua token-bucket call per
  *   request, no local tier (`seed-token-bucket.lua`).
+ * - `hono-rate-limiter`: the Hono middleware `hono-rate-limiter` with its default
+ *   in-process `MemoryStore` (no Redis: the peer of our embedded mode), a fixed
+ *   window of 40 per 4 s keyed by `X-API-Key`, `standardHeaders: 'draft-7'`
+ *   (`RateLimit-Policy` and `RateLimit`, the pair closest to ours; it has no
+ *   `X-RateLimit-*` legacy headers, so it sends two fewer). A missing key is a
+ *   401 as for the others; a 429 carries Retry-After and a JSON `detail`.
  */
 import { readFileSync } from 'node:fs';
 import { Hono } from 'hono';
 import { Redis } from 'ioredis';
+import { rateLimiter } from 'hono-rate-limiter';
 import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 
 const CAPACITY = 40;
@@ -81,5 +88,26 @@ export function seedLuaApp(redisUrl: string): Hono {
       return unavailable();
     }
   });
+  return app;
+}
+
+export function honoRateLimiterApp(): Hono {
+  const app = new Hono();
+  app.use('/resource', async (c, next) => {
+    if (!c.req.header('x-api-key')) return unauthorized();
+    await next();
+  });
+  app.use(
+    '/resource',
+    rateLimiter({
+      windowMs: (CAPACITY / REFILL) * 1000,
+      limit: CAPACITY,
+      standardHeaders: 'draft-7',
+      keyGenerator: (c) => c.req.header('x-api-key') as string,
+      message: { detail: 'Too Many Requests' },
+    }),
+  );
+  // Through the context, so that the headers the middleware set reach the response.
+  app.get('/resource', (c) => c.json({ ok: true, rate_limit: null }));
   return app;
 }

@@ -1,0 +1,161 @@
+/**
+ * Processes pinned to CPU cores with `taskset`, for the cold-key benchmark
+ * (`bench/cold.ts`): the server under test on one core, the load generator
+ * (`bench/lib/cold-loadgen.ts`) on the other, so the generator's own jitter and
+ * CPU do not land on the server's core.
+ *
+ * `startPinnedServer` is `startServer` (bench/lib/processes.ts) run under
+ * `taskset -c <cpus>`: taskset execs node, so the pid is the server's own and
+ * SIGTERM reaches it. Every thread node starts later inherits the mask.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { ServerProcess } from './processes.js';
+
+const SERVER = fileURLToPath(new URL('../server.ts', import.meta.url));
+const LOADGEN = fileURLToPath(new URL('./cold-loadgen.ts', import.meta.url));
+
+/** The machine has `taskset` and at least `cores` CPUs this process may use. */
+export function canPin(cores: number): boolean {
+  try {
+    execFileSync('taskset', ['-c', '0', 'true'], { stdio: 'ignore' });
+    const mask = execFileSync('taskset', ['-pc', String(process.pid)], { encoding: 'utf8' });
+    const list = mask.split(':').pop()?.trim() ?? '';
+    const n = list.split(',').reduce((sum, part) => {
+      const [a, b] = part.split('-').map(Number);
+      return sum + (b === undefined ? 1 : (b as number) - (a as number) + 1);
+    }, 0);
+    return n >= cores;
+  } catch {
+    return false;
+  }
+}
+
+/** `cmd args` under `taskset -c cpus`, or as it is when cpus is undefined. */
+function pinnedSpawn(cpus: string | undefined, cmd: string, args: string[], options: Parameters<typeof spawn>[2]): ChildProcess {
+  return cpus === undefined ? spawn(cmd, args, options) : spawn('taskset', ['-c', cpus, cmd, ...args], options);
+}
+
+/** Moves a running process and all its threads to `cpus` (e.g. the redis-server). */
+export function pinPid(pid: number, cpus: string): void {
+  execFileSync('taskset', ['-a', '-pc', cpus, String(pid)], { stdio: 'ignore' });
+}
+
+export async function startPinnedServer(system: string, env: Record<string, string | undefined>, cpus: string | undefined): Promise<ServerProcess> {
+  const proc = pinnedSpawn(cpus, process.execPath, ['--import', 'tsx', SERVER], {
+    env: { ...process.env, ...env, BENCH_SYSTEM: system, PORT: '0' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`${system} server did not start`)), 20_000);
+    proc.stdout?.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      const m = /ready (\d+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    });
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${system} server exited with ${code}`));
+    });
+  });
+  const url = `http://127.0.0.1:${port}`;
+  return {
+    url,
+    proc,
+    stats: async () => (await (await fetch(`${url}/__bench/stats`)).json()) as Record<string, number | string>,
+    stop: () => stopChild(proc),
+  };
+}
+
+async function stopChild(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise((r) => proc.once('exit', r));
+  proc.kill('SIGTERM');
+  const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(t);
+}
+
+export type LoadJob =
+  | { kind: 'max'; urls: string[]; keys: string[]; mix: 'uniform' | 'zipf'; seed: number; seconds: number; connections: number }
+  | { kind: 'paced'; urls: string[]; keys: string[]; mix: 'uniform' | 'zipf'; seed: number; seconds: number; rps: number };
+
+export type MaxResult = {
+  requests: number;
+  seconds: number;
+  ok: number;
+  limited: number;
+  errors: number;
+  p50: number;
+  p99: number;
+  /** The generator's CPU time over the run divided by its wall time (1 = its core saturated). */
+  genBusy: number;
+};
+
+export type PacedResult = {
+  requests: number;
+  ok: number;
+  limited: number;
+  errors: number;
+  /** Every response's latency in ms (autocannon's), for pooling across rounds. */
+  latencies: number[];
+  startedMs: number;
+  endedMs: number;
+  genBusy: number;
+};
+
+/** The load generator: one long-lived process, one job at a time, JSON lines over stdio. */
+export type LoadGen = {
+  run(job: Extract<LoadJob, { kind: 'max' }>): Promise<MaxResult>;
+  run(job: Extract<LoadJob, { kind: 'paced' }>): Promise<PacedResult>;
+  stop(): Promise<void>;
+};
+
+export async function startLoadGen(cpus: string | undefined): Promise<LoadGen> {
+  const proc = pinnedSpawn(cpus, process.execPath, ['--import', 'tsx', LOADGEN], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let buf = '';
+  let waiting: { resolve: (v: unknown) => void; reject: (e: Error) => void } | undefined;
+  let ready: () => void = () => {};
+  const readyP = new Promise<void>((r) => {
+    ready = r;
+  });
+  proc.stdout?.on('data', (chunk: Buffer) => {
+    buf += chunk.toString();
+    let nl = buf.indexOf('\n');
+    while (nl >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      nl = buf.indexOf('\n');
+      if (line === 'ready') {
+        ready();
+        continue;
+      }
+      const msg = JSON.parse(line) as { result?: unknown; error?: string };
+      const w = waiting;
+      waiting = undefined;
+      if (msg.error !== undefined) w?.reject(new Error(`load generator: ${msg.error}`));
+      else w?.resolve(msg.result);
+    }
+  });
+  proc.once('exit', (code) => waiting?.reject(new Error(`load generator exited with ${code}`)));
+  await Promise.race([
+    readyP,
+    new Promise((_, reject) => setTimeout(() => reject(new Error('load generator did not start')), 20_000).unref()),
+  ]);
+  return {
+    run: ((job: LoadJob) =>
+      new Promise<unknown>((resolve, reject) => {
+        if (waiting) throw new Error('load generator busy');
+        waiting = { resolve, reject };
+        proc.stdin?.write(`${JSON.stringify(job)}\n`);
+      })) as LoadGen['run'],
+    stop: async () => {
+      proc.stdin?.end();
+      await stopChild(proc);
+    },
+  };
+}
