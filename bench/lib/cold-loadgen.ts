@@ -24,18 +24,20 @@ function picker(job: LoadJob): KeyPicker {
   return job.mix === 'zipf' ? zipf(job.keys, 1, job.seed) : uniform(job.keys, job.seed);
 }
 
-function busy<T>(f: () => Promise<T>): Promise<[T, number]> {
+/** The result, the generator's CPU over wall time, and its CPU ms. */
+function busy<T>(f: () => Promise<T>): Promise<[T, number, number]> {
   const c0 = process.cpuUsage();
   const t0 = performance.now();
   return f().then((r) => {
     const c = process.cpuUsage(c0);
-    return [r, (c.user + c.system) / 1000 / Math.max(1, performance.now() - t0)];
+    const ms = (c.user + c.system) / 1000;
+    return [r, ms / Math.max(1, performance.now() - t0), ms];
   });
 }
 
 async function max(job: Extract<LoadJob, { kind: 'max' }>): Promise<MaxResult> {
   const pick = picker(job);
-  const [r, genBusy] = await busy(() =>
+  const [r, genBusy, genCpuMs] = await busy(() =>
     autocannon({
       url: job.urls.map((u) => `${u}/resource`) as unknown as string,
       connections: job.connections,
@@ -58,6 +60,7 @@ async function max(job: Extract<LoadJob, { kind: 'max' }>): Promise<MaxResult> {
     p50: r.latency.p50,
     p99: r.latency.p99,
     genBusy,
+    genCpuMs,
   };
 }
 
@@ -92,7 +95,7 @@ async function paced(job: Extract<LoadJob, { kind: 'paced' }>): Promise<PacedRes
         errors++;
       });
     });
-  const [, genBusy] = await busy(() =>
+  const [, genBusy, genCpuMs] = await busy(() =>
     Promise.all(
       Array.from({ length: STAGGER }, async (_, i) => {
         // 100 ms apart, as timeline.ts; runs shorter than a second (--smoke) spread over their length.
@@ -101,7 +104,7 @@ async function paced(job: Extract<LoadJob, { kind: 'paced' }>): Promise<PacedRes
       }),
     ),
   );
-  return { requests: latencies.length, ok, limited, errors, latencies, startedMs, endedMs: Date.now(), genBusy };
+  return { requests: latencies.length, ok, limited, errors, latencies, startedMs, endedMs: Date.now(), genBusy, genCpuMs };
 }
 
 const lines = createInterface({ input: process.stdin });

@@ -94,6 +94,7 @@ export type MaxResult = {
   p99: number;
   /** The generator's CPU time over the run divided by its wall time (1 = its core saturated). */
   genBusy: number;
+  genCpuMs: number;
 };
 
 export type PacedResult = {
@@ -106,6 +107,7 @@ export type PacedResult = {
   startedMs: number;
   endedMs: number;
   genBusy: number;
+  genCpuMs: number;
 };
 
 /** The load generator: one long-lived process, one job at a time, JSON lines over stdio. */
