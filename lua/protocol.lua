@@ -202,10 +202,13 @@ local function step(key, a)
 end
 
 local n = tonumber(ARGV[1])
--- Touch every key before writing any: on Cluster a key this node does not serve fails the
--- call here, before anything is written, so the caller may safely send the batch again
--- key by key (a failure half-way through would leave the earlier steps applied).
-for i = 1, n do redis.call('EXISTS', ARGV[1 + i]) end
+-- A batch touches every key before writing any: on Cluster a key this node does not serve
+-- fails the call here, before anything is written, so the caller may safely send the batch
+-- again key by key (a failure half-way through would leave the earlier steps applied). A
+-- single key is the declared one: Cluster itself refuses it before the script runs.
+if n > 1 then
+  for i = 2, n do redis.call('EXISTS', ARGV[1 + i]) end
+end
 
 local out = {}
 local a = n + 2
