@@ -197,6 +197,22 @@ describe('rules', () => {
     expect(spoofed.map((r) => r.status).sort()).toEqual([200, 200, 429]);
   });
 
+  it('matches on a header and keys by it over real HTTP (a header match once threw on the Node path)', async () => {
+    const doc = writeJson('by-tenant.json', {
+      policies: { tenant: tb(2, 1000), rest: tb(100, 1000) },
+      rules: [
+        { name: 'tenants', match: { header: { name: 'X-Tenant-Id', values: ['acme'] } }, by: 'header:X-Tenant-Id', limits: ['tenant'] },
+        { name: 'rest', limits: ['rest'] },
+      ],
+    });
+    const [a] = await twoNodes({ POLICY_FILE: doc });
+    const acme = await Promise.all(Array.from({ length: 3 }, () => get(a, '/t', { 'X-Tenant-Id': 'acme' })));
+    expect(acme.map((r) => r.status).sort()).toEqual([200, 200, 429]);
+    expect(acme[0]?.headers.get('RateLimit-Policy')).toBe('"tenant";q=2;w=1000');
+    const other = await get(a, '/t', { 'X-Tenant-Id': 'globex', 'X-API-Key': 'k' });
+    expect(other.headers.get('RateLimit-Policy')).toBe('"rest";q=100;w=1000');
+  });
+
   it('refuses a bad policy file at start, naming the field', async () => {
     const bad = writeJson('bad.json', { policies: { burst: tb(40, 4) }, rules: [{ name: 'r', limits: ['burst', 'dayly'] }] });
     await expect(startNode({ POLICY_FILE: bad })).rejects.toThrow(/rules\[0\]\.limits\[1\]: unknown policy "dayly"/);

@@ -69,6 +69,60 @@ const JWT_DETAIL: Record<JwtFailure, string> = {
   expired: 'Bearer token expired',
 };
 
+/**
+ * What rules match on, for one request: computed on first use (the client address, its
+ * parsed form, the tier), once. A class, so a request allocates one object and no closures.
+ */
+class Facts implements RequestFacts {
+  readonly method: string;
+  readonly path: string;
+  #ip: ClientIp | undefined | null = null;
+  #parsed: ipaddr.IPv4 | ipaddr.IPv6 | undefined | null = null;
+
+  constructor(
+    private readonly req: RequestInput,
+    private readonly d: EngineDeps,
+    private readonly compiled: CompiledPolicies,
+    private readonly verified: Record<string, unknown> | undefined,
+    private readonly apiKey: string | undefined,
+  ) {
+    this.method = req.method;
+    this.path = req.path;
+  }
+
+  clientIp(): ClientIp | undefined {
+    if (this.#ip === null) this.#ip = this.d.clientIp(this.req.peer);
+    return this.#ip;
+  }
+
+  ip(): string | undefined {
+    return this.clientIp()?.address;
+  }
+
+  parsedIp(): ipaddr.IPv4 | ipaddr.IPv6 | undefined {
+    if (this.#parsed === null) {
+      const a = this.clientIp()?.address;
+      this.#parsed = a !== undefined && ipaddr.isValid(a) ? ipaddr.parse(a) : undefined;
+    }
+    return this.#parsed;
+  }
+
+  header(lowerName: string): string | undefined {
+    return this.req.header(lowerName);
+  }
+
+  tier(): string | undefined {
+    const c = this.compiled;
+    const fromRegistry = this.apiKey ? this.d.registry?.lookup(this.apiKey)?.tier : undefined;
+    const fromClaim = c.tierClaim ? this.verified?.[c.tierClaim] : undefined;
+    return fromRegistry ?? (typeof fromClaim === 'string' ? fromClaim : undefined) ?? c.defaultTier;
+  }
+
+  claims(): Record<string, unknown> | undefined {
+    return this.verified;
+  }
+}
+
 export function checkIdentityValue(what: string, v: string | undefined, missing: 400 | 401): { status: 400 | 401; detail: string } | null {
   if (v === undefined || v === '') return { status: missing, detail: `Missing ${what}` };
   // Header values are byte strings (one char per byte), so length is the byte count.
@@ -104,28 +158,7 @@ export class PolicyEngine {
   #decide(compiled: CompiledPolicies, req: RequestInput, claims: Record<string, unknown> | undefined): Outcome | Promise<Outcome> {
     const d = this.#d;
     const apiKey = req.header(this.#keyHeader);
-    let ip: ClientIp | undefined | null = null;
-    const clientIp = () => (ip === null ? (ip = d.clientIp(req.peer)) : ip);
-    let parsed: ipaddr.IPv4 | ipaddr.IPv6 | undefined | null = null;
-    const facts: RequestFacts = {
-      method: req.method,
-      path: req.path,
-      ip: () => clientIp()?.address,
-      parsedIp: () => {
-        if (parsed === null) {
-          const a = clientIp()?.address;
-          parsed = a !== undefined && ipaddr.isValid(a) ? ipaddr.parse(a) : undefined;
-        }
-        return parsed;
-      },
-      header: req.header,
-      tier: () => {
-        const fromRegistry = apiKey ? d.registry?.lookup(apiKey)?.tier : undefined;
-        const fromClaim = compiled.tierClaim ? claims?.[compiled.tierClaim] : undefined;
-        return fromRegistry ?? (typeof fromClaim === 'string' ? fromClaim : undefined) ?? compiled.defaultTier;
-      },
-      claims: () => claims,
-    };
+    const facts = new Facts(req, d, compiled, claims, apiKey);
     const rule = compiled.find(facts);
     if (!rule) return { kind: 'no-rule' };
     if (d.servedMethods && !d.servedMethods.has(req.method)) return { kind: 'method-not-allowed', rule };
@@ -158,7 +191,7 @@ export class PolicyEngine {
       }
       clientId = `k:${apiKey}`;
     } else if (id.kind === 'ip') {
-      const addr = clientIp();
+      const addr = facts.clientIp();
       if (!addr) return { kind: 'refused', status: 400, detail: 'Client address unknown', rule };
       clientId = `ip:${addr.key}`;
     } else if (id.kind === 'header') {
