@@ -7,7 +7,7 @@
  * carry the sampler's overhead; compare them with each other, not with the
  * throughput tables.
  *
- *   npm run bench:profile -- --seconds 10 --keys 12000
+ *   npm run bench:profile -- --seconds 10 --keys 12000 [--rate 1200] [--systems tandem]
  */
 import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,7 +19,7 @@ import { profileMarkdown, summarise } from './lib/cpu-profile.js';
 import { makeApiKeys, zipf } from './lib/keys.js';
 import { startServer } from './lib/processes.js';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, keys: { type: 'string', default: '12000' }, systems: { type: 'string', default: 'none,tandem,tandem-local' } } });
+const { values } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, keys: { type: 'string', default: '12000' }, systems: { type: 'string', default: 'none,tandem,tandem-local' }, rate: { type: 'string' } } });
 const seconds = Number(values.seconds);
 
 const redis = await RedisProcess.start();
@@ -35,6 +35,8 @@ try {
       url: `${server.url}/resource`,
       connections: 50,
       duration: seconds,
+      // --rate: paced (open loop) at that many requests per second instead of as fast as possible.
+      ...(values.rate ? { overallRate: Number(values.rate) } : {}),
       requests: [{ method: 'GET', setupRequest: (req) => ({ ...req, headers: { ...req.headers, 'x-api-key': pick() } }) }],
     });
     await server.stop();
