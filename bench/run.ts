@@ -14,10 +14,12 @@
  *   npm run bench -- --systems none,tandem  only these systems
  *   npm run bench -- --scenario rules       policy scenarios: rules (matching cost), seed001 (tiers), two-limits
  *   npm run bench -- --rounds 3             interleaved rounds of the rules scenario (default 3)
+ *   npm run bench -- --scenario algorithms  the four algorithms, one run each: throughput, Redis commands, bytes per key,
+ *                                           over- and under-admission against each one's ideal (~1.5 min)
  *   npm run bench:smoke                     every scenario for ~2 s: checks figures exist
  *
  * Writes bench/results/latest.json, latest.md and seed-timeline.svg; the policy
- * scenarios' figures also go to bench/results/policy.json and policy.md (merged:
+ * scenarios' (and `algorithms`') figures also go to bench/results/policy.json and policy.md (merged:
  * a run of one of them replaces only its own section). LEASE_TTL_MS,
  * LEASE_COLD_TOKENS and LEASE_MAX_TOKENS in the environment reach the servers.
  */
@@ -36,6 +38,7 @@ import { timelineSvg } from './lib/chart.js';
 import { type KeyPicker, makeApiKeys, uniform, zipf } from './lib/keys.js';
 import { type ServerProcess, startServer } from './lib/processes.js';
 import { countCommands } from './lib/redis-commands.js';
+import { keyMemory, redisCpuSeconds } from './lib/redis-info.js';
 import { type Second, runTimeline, seedSchedule } from './lib/timeline.js';
 import { failureMarkdown, runFailure } from './scenarios/failure.js';
 import {
@@ -53,6 +56,7 @@ import {
   twoLimitsProblems,
 } from './scenarios/policy.js';
 import { DEFAULT_SPIKE, type SpikeOptions, runSpike, spikeMarkdown, spikeProblems } from './scenarios/spike.js';
+import { type AlgorithmsOptions, type AlgorithmsResult, algorithmsMarkdown, algorithmsProblems, algorithmsWarnings, runAlgorithms } from './scenarios/algorithms.js';
 
 const POLICY = { capacity: 40, refillPerSec: 10 };
 
@@ -90,7 +94,15 @@ const rulesSeconds = smoke ? 1 : duration;
 const rulesRounds = smoke ? 1 : Number(values.rounds ?? 3);
 const policyTandem = !onlySystems || onlySystems.includes('tandem');
 const seed001Options = smoke ? { users: 20, perUser: 15, proRequests: 1100 } : { users: 100, perUser: 15, proRequests: 1100 };
-const POLICY_SCENARIOS = ['rules', 'seed001', 'two-limits'];
+// algorithms: per algorithm, a load run and an accuracy run on 4 hot keys × 4 closed loops; smoke: 1 s each.
+const algorithmsOptions: Omit<AlgorithmsOptions, 'onRun'> = {
+  seconds: smoke ? 1 : duration,
+  connections,
+  accuracySeconds: smoke ? 1 : 5,
+  hotKeys: 4,
+  loopsPerKey: 4,
+};
+const POLICY_SCENARIOS = ['rules', 'seed001', 'two-limits', 'algorithms'];
 
 /** What one load run saw from the client side. */
 type Outcome = {
@@ -261,25 +273,6 @@ const SCENARIOS: Scenario[] = [
   },
 ];
 
-async function redisInfo(r: Redis, section: string, field: string): Promise<number> {
-  const info = await r.info(section);
-  return Number(new RegExp(`${field}:([\\d.]+)`).exec(info)?.[1] ?? 0);
-}
-
-async function bytesPerKey(r: Redis): Promise<number> {
-  const sample: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, keys] = await r.scan(cursor, 'COUNT', 500);
-    cursor = next;
-    for (const k of keys) if (!k.includes('{fleet}') && sample.length < 300) sample.push(k);
-  } while (cursor !== '0' && sample.length < 300);
-  if (sample.length === 0) return 0;
-  let sum = 0;
-  for (const k of sample) sum += Number((await r.memory('USAGE', k)) ?? 0);
-  return sum / sample.length;
-}
-
 async function measure(s: Scenario, system: string, ctx: Ctx): Promise<Row> {
   await ctx.admin.flushall();
   const servers: ServerProcess[] = [];
@@ -293,13 +286,13 @@ async function measure(s: Scenario, system: string, ctx: Ctx): Promise<Row> {
       return args.some((a) => a.includes(focus.key) || a.includes(hashed));
     });
     focus.key = s.name === 'abuser' ? (ctx.apiKeys[ctx.apiKeys.length - 1] as string) : '';
-    const cpu0 = await redisInfo(ctx.admin, 'cpu', 'used_cpu_sys') + (await redisInfo(ctx.admin, 'cpu', 'used_cpu_user'));
+    const cpu0 = await redisCpuSeconds(ctx.admin);
     const serverCpu0 = await Promise.all(servers.map(async (x) => Number((await x.stats()).cpuMicros)));
     const out = await s.load(
       servers.map((x) => x.url),
       ctx,
     );
-    const cpu1 = await redisInfo(ctx.admin, 'cpu', 'used_cpu_sys') + (await redisInfo(ctx.admin, 'cpu', 'used_cpu_user'));
+    const cpu1 = await redisCpuSeconds(ctx.admin);
     const commands = Math.max(0, counter.count() - 4); // the INFO calls above
     const focusCommands = counter.matching();
     await counter.stop();
@@ -328,7 +321,7 @@ async function measure(s: Scenario, system: string, ctx: Ctx): Promise<Row> {
       serverCpuUsPerReq: serverCpu / Math.max(1, out.requests),
       redisCmdsPerReq: usesRedis ? commands / Math.max(1, out.requests) : 0,
       redisCpuMsPer1k: usesRedis ? ((cpu1 - cpu0) * 1e6) / Math.max(1, out.requests) : 0,
-      redisBytesPerKey: usesRedis ? await bytesPerKey(ctx.admin) : 0,
+      redisBytesPerKey: usesRedis ? (await keyMemory(ctx.admin, { limit: 300, skip: (k) => k.includes('{fleet}') })).memoryUsage : 0,
       accuracy: accuracy(decisions, POLICY),
       peakRssMB: Math.max(...stats.map((st) => Number(st.maxRssBytes ?? 0))) / 2 ** 20,
       localKeys: Math.max(...stats.map((st) => Number(st.localKeys ?? 0))),
@@ -426,13 +419,15 @@ async function main(): Promise<void> {
   const withRules = (!values.scenario || values.scenario === 'rules') && rulesSystems.length > 0;
   const withSeed001 = (!values.scenario || values.scenario === 'seed001') && policyTandem;
   const withTwoLimits = (!values.scenario || values.scenario === 'two-limits') && policyTandem;
+  const withAlgorithms = (!values.scenario || values.scenario === 'algorithms') && policyTandem;
 
   const redis = await RedisProcess.start();
   const admin = redis.client();
   const ctx: Ctx = { redis, admin, apiKeys: makeApiKeys(12_000) };
   const plannedSeconds = chosen.reduce((n, s) => n + (s.seconds + 1.5) * s.systems.length, 0) + (withFailure ? 2 * failureSeconds + 4 : 0) +
     (withSpike ? (spikeOptions.blastSeconds + spikeOptions.steadySeconds + 4) * spikeOptions.systems.length : 0) +
-    (withRules ? (rulesSeconds + (smoke ? 1.5 : 3.5)) * 4 * rulesSystems.length * rulesRounds : 0) + (withSeed001 ? 8 : 0) + (withTwoLimits ? 2 * (duration + 2) : 0);
+    (withRules ? (rulesSeconds + (smoke ? 1.5 : 3.5)) * 4 * rulesSystems.length * rulesRounds : 0) + (withSeed001 ? 8 : 0) + (withTwoLimits ? 2 * (duration + 2) : 0) +
+    (withAlgorithms ? 4 * (algorithmsOptions.seconds + algorithmsOptions.accuracySeconds + 5) : 0);
   const bar = new cliProgress.SingleBar(
     { format: 'bench {bar} {percentage}% | {what} | ETA {eta_formatted}', hideCursor: true, etaBuffer: 30 },
     cliProgress.Presets.shades_classic,
@@ -447,6 +442,7 @@ async function main(): Promise<void> {
   let rules: RulesResult | undefined;
   let seed001: Seed001Result | undefined;
   let twoLimits: TwoLimitsResult | undefined;
+  let algorithms: AlgorithmsResult | undefined;
   const onRun = (what: string) => bar.update({ what });
   try {
     for (const s of chosen) {
@@ -466,6 +462,7 @@ async function main(): Promise<void> {
     if (withRules) rules = await runRules(redis, admin, ctx.apiKeys, { systems: rulesSystems, seconds: rulesSeconds, connections, rounds: rulesRounds, warmupSeconds: smoke ? 0 : 2, onRun });
     if (withSeed001) seed001 = await runSeed001(redis, admin, { ...seed001Options, onRun });
     if (withTwoLimits) twoLimits = await runTwoLimits(redis, admin, ctx.apiKeys, { seconds: duration, connections, onRun });
+    if (withAlgorithms) algorithms = await runAlgorithms(redis, admin, ctx.apiKeys, { ...algorithmsOptions, onRun });
     if (withFailure) {
       bar.update({ what: 'failure' });
       await admin.flushall();
@@ -491,6 +488,7 @@ async function main(): Promise<void> {
   if (rules) policySections.rules = rulesMarkdown(rules);
   if (seed001) policySections.seed001 = seed001Markdown(seed001);
   if (twoLimits) policySections['two-limits'] = twoLimitsMarkdown(twoLimits);
+  if (algorithms) policySections.algorithms = algorithmsMarkdown(algorithms);
   for (const [name, md] of Object.entries(policySections)) parts.push(`### ${name}`, '', md, '');
   const t = targets(rows);
   if (t.length) {
@@ -506,10 +504,10 @@ async function main(): Promise<void> {
   const suffix = smoke ? '-smoke' : '';
   writeFileSync(
     new URL(`latest${suffix}.json`, dir),
-    `${JSON.stringify({ machine, duration, connections, smoke, rows, spike, failure, rules, seed001, twoLimits, targets: t }, null, 2)}\n`,
+    `${JSON.stringify({ machine, duration, connections, smoke, rows, spike, failure, rules, seed001, twoLimits, algorithms, targets: t }, null, 2)}\n`,
   );
   writeFileSync(new URL(`latest${suffix}.md`, dir), md);
-  if (Object.keys(policySections).length) writePolicyResults(dir, suffix, machine, { rules, seed001, 'two-limits': twoLimits }, policySections);
+  if (Object.keys(policySections).length) writePolicyResults(dir, suffix, machine, { rules, seed001, 'two-limits': twoLimits, algorithms }, policySections);
   const seedT = rows.find((r) => r.scenario === 'seed' && r.system === 'tandem');
   const seedNone = rows.find((r) => r.scenario === 'seed' && r.system === 'none');
   if (seedT?.timeline) {
@@ -553,6 +551,8 @@ async function main(): Promise<void> {
   if (withRules) problems.push(...(rules ? rulesProblems(rules) : ['rules: no figures']));
   if (withSeed001) problems.push(...(seed001 ? seed001Problems(seed001) : ['seed001: no figures']));
   if (withTwoLimits) problems.push(...(twoLimits ? twoLimitsProblems(twoLimits) : ['two-limits: no figures']));
+  if (withAlgorithms) problems.push(...(algorithms ? algorithmsProblems(algorithms) : ['algorithms: no figures']));
+  if (algorithms) warnings.push(...algorithmsWarnings(algorithms));
   for (const r of rules?.runs ?? []) if (r.errors > 0) warnings.push(`rules/${r.system}/${r.doc} round ${r.round}: ${r.errors} errors`);
   if (seed001 && seed001.a.errors + seed001.b.errors > 0) warnings.push(`seed001: ${seed001.a.errors + seed001.b.errors} errors`);
   for (const r of twoLimits?.runs ?? []) if (r.errors > 0) warnings.push(`two-limits/${r.limits.join('+')}: ${r.errors} errors`);
@@ -564,7 +564,7 @@ async function main(): Promise<void> {
     console.error(`bench problems:\n  ${problems.join('\n  ')}`);
     process.exitCode = 1;
   } else {
-    const policyRuns = (rules?.runs.length ?? 0) + (seed001 ? 2 : 0) + (twoLimits?.runs.length ?? 0);
+    const policyRuns = (rules?.runs.length ?? 0) + (seed001 ? 2 : 0) + (twoLimits?.runs.length ?? 0) + (algorithms?.runs.length ?? 0);
     console.log(`bench: ${rows.length + (failure ? 1 : 0) + (spike?.runs.length ?? 0) + policyRuns} runs produced figures`);
   }
 }

@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { accuracy, multiAccuracy } from './accuracy.js';
+import type { Policy } from '../../src/core/types.js';
+import { prng } from '../../test/helpers/prng.js';
+import { reference } from '../../test/helpers/reference.js';
+import { accuracy, idealAdmissions, multiAccuracy } from './accuracy.js';
 
 const policy = { capacity: 2, refillPerSec: 1 };
 
@@ -70,5 +73,41 @@ describe('multiAccuracy', () => {
     expect(exact.under).toBe(0);
     const under = multiAccuracy(at([0, 1], [200, 429]), limits);
     expect(under.under).toBe(1);
+  });
+});
+
+describe.each([
+  { name: 't', algorithm: 'token_bucket', capacity: 10, refillPerSec: 5 },
+  { name: 'g', algorithm: 'gcra', capacity: 10, refillPerSec: 5 },
+  { name: 'f', algorithm: 'fixed_window', capacity: 10, refillPerSec: 10, windowMs: 1000 },
+  { name: 's', algorithm: 'sliding_window', capacity: 10, refillPerSec: 10, windowMs: 1000 },
+] as Policy[])('idealAdmissions, $algorithm', (p) => {
+  const T0 = 1_700_000_000_000; // a multiple of the window
+
+  it('admits the limit of a burst, then by the algorithm', () => {
+    const burst = Array.from({ length: 30 }, (_, i) => T0 + 100 + i);
+    expect(idealAdmissions(burst, p)).toHaveLength(10);
+    // 2 s later: the refilling ones have 10 again, a fixed window too, a sliding window (previous window 0) too.
+    expect(idealAdmissions([...burst, ...burst.map((t) => t + 2000)], p)).toHaveLength(20);
+  });
+
+  it('obeys the reference, and admits every request the reference would have allowed', () => {
+    const random = prng(7);
+    const sent: number[] = [];
+    let t = T0;
+    for (let i = 0; i < 2000; i++) {
+      t += random() < 0.1 ? random() * 2000 : random() * 5;
+      sent.push(t);
+    }
+    const admitted = idealAdmissions(sent, p);
+    expect(reference[p.algorithm](admitted, p)).toBeUndefined();
+    expect(admitted.length).toBeGreaterThan(p.capacity * 10);
+    // Maximal: admitting any denied request as well would break the definition.
+    const ok = new Set(admitted);
+    const denied = sent.filter((x) => !ok.has(x));
+    for (const d of denied.filter((_, i) => i % Math.ceil(denied.length / 25) === 0)) {
+      const more = [...admitted, d].sort((a, b) => a - b);
+      expect(reference[p.algorithm](more, p), `denied at ${d - T0}`).toBeDefined();
+    }
   });
 });

@@ -15,7 +15,14 @@
  * at 10/s) absorbs that in the over-admission replay. The under-admission count
  * needs none, but a system that admits the same number of requests a few
  * milliseconds later than the ideal one is charged for the shift.
+ *
+ * `idealAdmissions` is the ideal limiter of any of the four algorithms, for
+ * the under-admission of the `algorithms` scenario.
  */
+import { type LocalBucket, takeLocal } from '../../src/algorithms/local-bucket.js';
+import { algorithmOf } from '../../src/algorithms/registry.js';
+import type { Policy } from '../../src/core/types.js';
+
 export type Decisions = {
   times: number[];
   keys: string[];
@@ -168,4 +175,23 @@ export function multiAccuracy(records: Decisions[], limits: LimitSpec[], toleran
     under,
     underPct: pct(under),
   };
+}
+
+/**
+ * The ideal limiter of `p`'s algorithm, one process deciding on its own, fed the
+ * request times `sent` (ms, sorted): the times it admits. It is the algorithm's
+ * exact single-node form (`takeLocal`, what a node enforces without Redis; windows
+ * aligned to the same clock as the times), so it admits a request exactly when
+ * admitting it keeps the algorithm's definition (`test/helpers/reference.ts`).
+ */
+export function idealAdmissions(sent: readonly number[], p: Policy): number[] {
+  const alg = algorithmOf(p);
+  let bucket: LocalBucket | undefined;
+  const admitted: number[] = [];
+  for (const t of sent) {
+    const r = takeLocal(alg, bucket, p, t);
+    bucket = r.bucket;
+    if (r.allowed) admitted.push(t);
+  }
+  return admitted;
 }

@@ -46,6 +46,7 @@ import { type Accuracy, type Decisions, type LimitSpec, type MultiAccuracy, accu
 import { type KeyPicker, zipf } from '../lib/keys.js';
 import { type ServerProcess, startServer } from '../lib/processes.js';
 import { countCommands } from '../lib/redis-commands.js';
+import { redisCpuSeconds } from '../lib/redis-info.js';
 
 const tb = (limit: number, windowSec: number) => ({ algorithm: 'token_bucket', limit, windowSec });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -122,7 +123,7 @@ function twoLimitsDocument(limits: string[]): unknown {
 }
 
 /** Writes the scenarios' documents into a fresh temporary directory. */
-function fixtures(): { dir: string; write: (name: string, value: unknown) => string; cleanup: () => void } {
+export function fixtures(): { dir: string; write: (name: string, value: unknown) => string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), 'bench-policy-'));
   return {
     dir,
@@ -192,7 +193,7 @@ async function decisionsOf(servers: ServerProcess[]): Promise<Decisions[]> {
 const cpuMicros = (servers: ServerProcess[]) => Promise.all(servers.map(async (x) => Number((await x.stats()).cpuMicros)));
 
 /** Sums the lease manager's counters over nodes. */
-async function counters(servers: ServerProcess[]): Promise<Record<string, number>> {
+export async function counters(servers: ServerProcess[]): Promise<Record<string, number>> {
   const stats = await Promise.all(servers.map((x) => x.stats()));
   const out: Record<string, number> = {};
   for (const name of ['leaseCalls', 'aheadCalls', 'returnCalls', 'degradedDecisions']) {
@@ -202,7 +203,7 @@ async function counters(servers: ServerProcess[]): Promise<Record<string, number
   return out;
 }
 
-async function startNodes(system: string, n: number, env: Record<string, string>): Promise<ServerProcess[]> {
+export async function startNodes(system: string, n: number, env: Record<string, string>): Promise<ServerProcess[]> {
   const servers: ServerProcess[] = [];
   try {
     for (let i = 0; i < n; i++) servers.push(await startServer(system, env));
@@ -214,8 +215,8 @@ async function startNodes(system: string, n: number, env: Record<string, string>
   return servers;
 }
 
-/** One closed-loop run on `n` fresh nodes: client figures, server CPU, Redis commands, decisions. */
-async function measuredRun(
+/** One closed-loop run on `n` fresh nodes: client figures, server CPU, Redis commands and CPU, decisions. */
+export async function measuredRun(
   redis: RedisProcess,
   admin: Redis,
   o: {
@@ -229,7 +230,16 @@ async function measuredRun(
     /** Closed-loop seconds on keys of another population before measuring (JIT warm-up); not counted. */
     warmup?: { seconds: number; pick: KeyPicker };
   },
-): Promise<{ load: Load; cpuUsPerReq: number; redisCmdsPerReq: number; decisions: Decisions[]; counters: Record<string, number>; backgroundBusyPct: number }> {
+): Promise<{
+  load: Load;
+  cpuUsPerReq: number;
+  redisCmdsPerReq: number;
+  /** Redis CPU ms per 1,000 requests (`INFO cpu` around the run; it includes MONITOR's own cost). */
+  redisCpuMsPer1k: number;
+  decisions: Decisions[];
+  counters: Record<string, number>;
+  backgroundBusyPct: number;
+}> {
   await admin.flushall();
   const background = await backgroundBusyPct();
   const usesRedis = o.system === 'tandem';
@@ -246,6 +256,7 @@ async function measuredRun(
       );
     }
     const recorded = await Promise.all(servers.map(async (x) => (await decisionsOf([x]))[0]?.times.length ?? 0));
+    const redisCpu0 = usesRedis ? await redisCpuSeconds(admin) : 0;
     const counter = usesRedis ? await countCommands(redis.url) : undefined;
     const cpu0 = await cpuMicros(servers);
     const load = await closedLoop(
@@ -258,11 +269,13 @@ async function measuredRun(
     const cpu1 = await cpuMicros(servers);
     const commands = counter?.count() ?? 0;
     await counter?.stop();
+    const redisCpu = usesRedis ? (await redisCpuSeconds(admin)) - redisCpu0 : 0;
     const cpu = cpu1.reduce((n, c, i) => n + c - (cpu0[i] as number), 0);
     return {
       load,
       cpuUsPerReq: cpu / Math.max(1, load.requests),
       redisCmdsPerReq: commands / Math.max(1, load.requests),
+      redisCpuMsPer1k: (redisCpu * 1e6) / Math.max(1, load.requests),
       // Only the measured run's decisions (the warm-up's keys are another population anyway).
       decisions: (await decisionsOf(servers)).map((d, i) => {
         const from = recorded[i] as number;
@@ -479,7 +492,8 @@ export type Seed001Result = {
   };
 };
 
-type Reply = { status: number; body: Record<string, unknown>; ms: number };
+/** An answer, with the wall-clock ms (Date.now) the request was sent and its answer read. */
+export type Reply = { status: number; body: Record<string, unknown>; ms: number; sent: number; done: number };
 /**
  * node:http with a keep-alive agent, not fetch: fetch costs the client ~0.5 ms of CPU
  * per request, and on these two shared cores a client that busy starved fresh nodes
@@ -487,10 +501,13 @@ type Reply = { status: number; body: Record<string, unknown>; ms: number };
  * `maxSockets` connections per node: the users' requests queue in the client.
  */
 const agent = new http.Agent({ keepAlive: true, maxSockets: 10 });
-function get(url: string, key: string): Promise<Reply> {
+/** Closes the idle keep-alive sockets (before the nodes stop); the agent opens new ones when asked again. */
+export const closeIdleSockets = () => agent.destroy();
+export function get(url: string, key: string, path = '/payments/charge'): Promise<Reply> {
+  const sent = Date.now();
   const t0 = performance.now();
   return new Promise((resolve) => {
-    const req = http.get(`${url}/payments/charge`, { agent, headers: { 'X-API-Key': key } }, (res) => {
+    const req = http.get(`${url}${path}`, { agent, headers: { 'X-API-Key': key } }, (res) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => {
@@ -503,11 +520,11 @@ function get(url: string, key: string): Promise<Reply> {
         } catch {
           // not JSON: the status says enough
         }
-        resolve({ status: res.statusCode ?? 0, body, ms: performance.now() - t0 });
+        resolve({ status: res.statusCode ?? 0, body, ms: performance.now() - t0, sent, done: Date.now() });
       });
-      res.on('error', () => resolve({ status: 0, body: {}, ms: performance.now() - t0 }));
+      res.on('error', () => resolve({ status: 0, body: {}, ms: performance.now() - t0, sent, done: Date.now() }));
     });
-    req.on('error', () => resolve({ status: 0, body: {}, ms: performance.now() - t0 }));
+    req.on('error', () => resolve({ status: 0, body: {}, ms: performance.now() - t0, sent, done: Date.now() }));
   });
 }
 
