@@ -576,3 +576,17 @@ describe('LeaseManager with windows', () => {
     expect(manager.held('w', fixed, d.reservation as number)).toBe(false);
   });
 });
+
+describe('LeaseManager with windows: returns', () => {
+  const fixed: Policy = { name: 'fixed', algorithm: 'fixed_window', capacity: 100, refillPerSec: 100, windowMs: 1000 };
+  it('does not return a lease that ends with its window (its permits die with it)', async () => {
+    const { clock, store, manager } = setup({ leaseTtlMs: 10_000, coldLeaseTokens: 10 });
+    clock.advance(500);
+    await manager.check('w', fixed);
+    const calls = store.calls.length;
+    clock.advance(490); // 10 ms before the window's end: a TTL-limited lease would be queued for return now
+    manager.sweep();
+    await manager.flushReturns();
+    expect(store.calls.length).toBe(calls);
+  });
+});

@@ -454,7 +454,10 @@ export class LeaseManager {
     k.lastGrant = reply.granted;
     k.globalRemaining = reply.remaining;
     k.globalAt = now;
-    if (k.lease) this.#returns.track(k, k.lease.expiresAt);
+    // A lease that ends with its window is not returned on expiry: its permits die with the
+    // window anyway, and returning every key's lease just before the same aligned instant
+    // would load Redis exactly when every key leases again.
+    if (k.lease && !k.lease.windowLimited) this.#returns.track(k, k.lease.expiresAt);
     if (forgets !== k.forgets) {
       // Sent under limits that have changed since: what it brought goes back unspent, and the
       // requests waiting on it ask again under the new limits.
