@@ -51,26 +51,27 @@ describe('Redis Cluster', () => {
 
   it('batches the calls of one event-loop turn per master: one script call per node carrying keys of many slots', async () => {
     const nodes = cluster.seeds.split(',').map((x) => ({ host: x.split(':')[0] as string, port: Number(x.split(':')[1]) }));
-    const store = new RedisStore({ clusterNodes: nodes, commandTimeoutMs: 2000, keyPrefix: 'batch:' });
+    // Script calls as this store sends them (the nodes of the other tests heartbeat on the
+    // same cluster with scripts too, so Redis's own counters would count theirs).
+    let leaseCalls = 0;
+    const store = new RedisStore({
+      clusterNodes: nodes,
+      commandTimeoutMs: 2000,
+      keyPrefix: 'batch:',
+      onCall: (command, _s, error) => {
+        if (command === 'lease' && !error) leaseCalls++;
+      },
+    });
     try {
       expect(await store.ready(5000)).toBe(true);
       const p: Policy = { name: 'p', algorithm: 'token_bucket', capacity: 5, refillPerSec: 1 };
       const masters = await cluster.masters();
-      const calls = async () => {
-        let n = 0;
-        for (const m of masters) {
-          const c = m.client();
-          const info = await c.info('commandstats');
-          c.disconnect();
-          n += [...info.matchAll(/cmdstat_(?:evalsha|eval):calls=(\d+)/g)].reduce((x, mm) => x + Number(mm[1]), 0);
-        }
-        return n;
-      };
       await Promise.all(Array.from({ length: 30 }, (_, i) => store.lease(`warm-${i}`, p, { need: 1, extra: 0, leaseTtlMs: 1000 })));
-      const before = await calls();
+      const before = leaseCalls;
       const replies = await Promise.all(Array.from({ length: 90 }, (_, i) => store.lease(`cold-${i}`, p, { need: 2, extra: 0, leaseTtlMs: 1000 })));
       expect(replies.every((r) => r.granted === 2)).toBe(true);
-      expect(await calls()).toBe(before + masters.length);
+      // 90 keys of (almost surely) every master: one successful script call per master.
+      expect(leaseCalls - before).toBe(masters.length);
     } finally {
       await store.close();
     }
