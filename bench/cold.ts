@@ -66,7 +66,6 @@
  * Writes bench/results/cold.md and cold.json (`--smoke`: cold-smoke.*) with the
  * date, the machine and the commit. Exits non-zero when a run produced no figures.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
@@ -75,8 +74,9 @@ import { parseArgs } from 'node:util';
 import type { Redis } from 'ioredis';
 import { RedisProcess } from '../test/helpers/redis-server.js';
 import { makeApiKeys } from './lib/keys.js';
-import { type LoadGen, type MaxResult, type PacedResult, canPin, pinPid, startLoadGen, startPinnedServer } from './lib/pinned.js';
-import type { ServerProcess } from './lib/processes.js';
+import { type LoadGen, type MaxResult, type PacedResult, canPin, pinPid, startLoadGen } from './lib/pinned.js';
+import { type ServerProcess, startServer } from './lib/processes.js';
+import { gitCommit } from './lib/git-commit.js';
 
 const ALL = ['none', 'none-b', 'tandem', 'tandem-local', 'rlflex', 'hono-rate-limiter'];
 const REDIS_SYSTEMS = new Set(['tandem', 'rlflex']);
@@ -269,7 +269,7 @@ async function runSystem(gen: LoadGen, redis: RedisProcess, admin: Redis, round:
   await admin.flushall();
   const env: Record<string, string> = { BENCH_LOOP_DELAY: '1' };
   if (REDIS_SYSTEMS.has(system)) env.REDIS_URL = redis.url;
-  const server = await startPinnedServer(system, env, SERVER_CPU);
+  const server = await startServer(system, env, SERVER_CPU);
   const runs: Run[] = [];
   try {
     await new Promise((r) => setTimeout(r, 200)); // connections, script loads, first heartbeat
@@ -491,17 +491,6 @@ function noiseFloor(rows: Row[]): string {
   return lines.join('\n');
 }
 
-/** The commit the run measured (`+dirty` with uncommitted changes outside bench/), or `unknown`. */
-function gitCommit(): string {
-  try {
-    const root = fileURLToPath(new URL('..', import.meta.url));
-    const sha = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', '.', ':!bench'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    return dirty ? `${sha}+dirty` : sha;
-  } catch {
-    return 'unknown';
-  }
-}
 
 async function main(): Promise<void> {
   const t0 = Date.now();

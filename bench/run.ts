@@ -23,12 +23,10 @@
  * a run of one of them replaces only its own section). LEASE_TTL_MS,
  * LEASE_COLD_TOKENS and LEASE_MAX_TOKENS in the environment reach the servers.
  */
-import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import autocannon from 'autocannon';
+import { closedLoop } from './lib/closed-loop.js';
 import cliProgress from 'cli-progress';
 import type { Redis } from 'ioredis';
 import { createKeyHasher } from '../src/store/key-name.js';
@@ -57,6 +55,7 @@ import {
 } from './scenarios/policy.js';
 import { DEFAULT_SPIKE, type SpikeOptions, runSpike, spikeMarkdown, spikeProblems } from './scenarios/spike.js';
 import { type AlgorithmsOptions, type AlgorithmsResult, algorithmsMarkdown, algorithmsProblems, algorithmsWarnings, runAlgorithms } from './scenarios/algorithms.js';
+import { gitCommit } from './lib/git-commit.js';
 
 const POLICY = { capacity: 40, refillPerSec: 10 };
 
@@ -161,26 +160,8 @@ type Scenario = {
 const ALL = ['none', 'tandem', 'tandem-local', 'rlflex', 'seed-lua'];
 const REDIS_SYSTEMS = new Set(['tandem', 'rlflex', 'seed-lua']);
 
-async function maxLoad(urls: string[], pick: KeyPicker, seconds: number, conns = connections): Promise<Outcome> {
-  const r = await autocannon({
-    url: urls.map((u) => `${u}/resource`) as unknown as string,
-    connections: conns,
-    duration: seconds,
-    requests: [{ method: 'GET', setupRequest: (req) => ({ ...req, headers: { ...req.headers, 'x-api-key': pick() } }) }],
-  });
-  const codes = r.statusCodeStats ?? {};
-  const ok = codes['200']?.count ?? 0;
-  const limited = codes['429']?.count ?? 0;
-  return {
-    requests: r.requests.total,
-    seconds: r.duration,
-    ok,
-    limited,
-    errors: r.errors + r.timeouts + r.requests.total - ok - limited,
-    p50: r.latency.p50,
-    p99: r.latency.p99,
-    p999: r.latency.p99_9,
-  };
+function maxLoad(urls: string[], pick: KeyPicker, seconds: number, conns = connections): Promise<Outcome> {
+  return closedLoop({ urls, pick, seconds, connections: conns });
 }
 
 async function pacedLoad(urls: string[], pick: KeyPicker, totalSeconds: number): Promise<Outcome> {
@@ -569,17 +550,6 @@ async function main(): Promise<void> {
   }
 }
 
-/** The commit the run measured (`+dirty` with uncommitted changes outside bench/), or `unknown` outside a git checkout. */
-function gitCommit(): string {
-  try {
-    const root = fileURLToPath(new URL('..', import.meta.url));
-    const sha = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', '.', ':!bench'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    return dirty ? `${sha}+dirty` : sha;
-  } catch {
-    return 'unknown';
-  }
-}
 
 /**
  * The policy scenarios' own files, policy.json and policy.md: each run replaces the

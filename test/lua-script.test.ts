@@ -32,7 +32,7 @@ afterAll(async () => {
 
 const tb = (capacity: number, refillPerSec: number, name = 'p'): Policy => ({ name, algorithm: 'token_bucket', capacity, refillPerSec });
 
-describe('lua/lease.lua', () => {
+describe('the lease script (lua/algorithms/<name>.lua + lua/protocol.lua)', () => {
   it.each([
     tb(25, 40),
     { name: 'g', algorithm: 'gcra', capacity: 25, refillPerSec: 30 },

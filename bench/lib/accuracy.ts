@@ -45,8 +45,10 @@ export type Accuracy = {
   underPct: number;
 };
 
-export function accuracy(records: Decisions[], policy: { capacity: number; refillPerSec: number }, toleranceTokens = 0.1): Accuracy {
-  type Ev = { t: number; ok: boolean };
+type Ev = { t: number; ok: boolean };
+
+/** The decisions (200 or 429; others are not decisions) per API key, in record order, and their counts. */
+function decisionsByKey(records: Decisions[]): { byKey: Map<string, Ev[]>; decisions: number; admitted: number } {
   const byKey = new Map<string, Ev[]>();
   let decisions = 0;
   let admitted = 0;
@@ -65,6 +67,11 @@ export function accuracy(records: Decisions[], policy: { capacity: number; refil
       if (status === 200) admitted++;
     }
   }
+  return { byKey, decisions, admitted };
+}
+
+export function accuracy(records: Decisions[], policy: { capacity: number; refillPerSec: number }, toleranceTokens = 0.1): Accuracy {
+  const { byKey, decisions, admitted } = decisionsByKey(records);
   const perMs = policy.refillPerSec / 1000;
   let over = 0;
   let under = 0;
@@ -120,25 +127,7 @@ export type MultiAccuracy = {
  * token and then taking one from each.
  */
 export function multiAccuracy(records: Decisions[], limits: LimitSpec[], toleranceTokens = 0.1): MultiAccuracy {
-  type Ev = { t: number; ok: boolean };
-  const byKey = new Map<string, Ev[]>();
-  let decisions = 0;
-  let admitted = 0;
-  for (const r of records) {
-    for (let i = 0; i < r.times.length; i++) {
-      const status = r.statuses[i] as number;
-      if (status !== 200 && status !== 429) continue;
-      const key = r.keys[i] as string;
-      let list = byKey.get(key);
-      if (!list) {
-        list = [];
-        byKey.set(key, list);
-      }
-      list.push({ t: r.times[i] as number, ok: status === 200 });
-      decisions++;
-      if (status === 200) admitted++;
-    }
-  }
+  const { byKey, decisions, admitted } = decisionsByKey(records);
   const perMs = limits.map((l) => l.refillPerSec / 1000);
   const over = limits.map(() => 0);
   let under = 0;

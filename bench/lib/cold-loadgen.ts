@@ -15,6 +15,7 @@
  */
 import { createInterface } from 'node:readline';
 import autocannon from 'autocannon';
+import { closedLoop } from './closed-loop.js';
 import { type KeyPicker, uniform, zipf } from './keys.js';
 import type { LoadJob, MaxResult, PacedResult } from './pinned.js';
 
@@ -38,30 +39,16 @@ function busy<T>(f: () => Promise<T>): Promise<[T, number, number]> {
 async function max(job: Extract<LoadJob, { kind: 'max' }>): Promise<MaxResult> {
   const pick = picker(job);
   const [r, genBusy, genCpuMs] = await busy(() =>
-    autocannon({
-      url: job.urls.map((u) => `${u}/resource`) as unknown as string,
+    closedLoop({
+      urls: job.urls,
+      pick,
+      seconds: job.seconds,
       connections: job.connections,
-      duration: job.seconds,
       // autocannon checks for the end at each sample tick: 100 ms ticks end a run within 100 ms of its length.
-      sampleInt: 100,
-      timeout: 5,
-      requests: [{ method: 'GET', setupRequest: (req) => ({ ...req, headers: { ...req.headers, 'x-api-key': pick() } }) }],
+      tuning: { sampleInt: 100, timeout: 5 },
     }),
   );
-  const codes = r.statusCodeStats ?? {};
-  const ok = codes['200']?.count ?? 0;
-  const limited = codes['429']?.count ?? 0;
-  return {
-    requests: r.requests.total,
-    seconds: r.duration,
-    ok,
-    limited,
-    errors: r.errors + r.timeouts + r.requests.total - ok - limited,
-    p50: r.latency.p50,
-    p99: r.latency.p99,
-    genBusy,
-    genCpuMs,
-  };
+  return { requests: r.requests, seconds: r.seconds, ok: r.ok, limited: r.limited, errors: r.errors, p50: r.p50, p99: r.p99, genBusy, genCpuMs };
 }
 
 async function paced(job: Extract<LoadJob, { kind: 'paced' }>): Promise<PacedResult> {

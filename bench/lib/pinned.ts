@@ -4,15 +4,14 @@
  * (`bench/lib/cold-loadgen.ts`) on the other, so the generator's own jitter and
  * CPU do not land on the server's core.
  *
- * `startPinnedServer` is `startServer` (bench/lib/processes.ts) run under
- * `taskset -c <cpus>`: taskset execs node, so the pid is the server's own and
- * SIGTERM reaches it. Every thread node starts later inherits the mask.
+ * The server is `startServer(system, env, cpus)` (bench/lib/processes.ts), run
+ * under `taskset -c <cpus>`: taskset execs node, so the pid is the server's own
+ * and SIGTERM reaches it. Every thread node starts later inherits the mask.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import type { ServerProcess } from './processes.js';
+import { pinnedSpawn, stopChild } from './processes.js';
 
-const SERVER = fileURLToPath(new URL('../server.ts', import.meta.url));
 const LOADGEN = fileURLToPath(new URL('./cold-loadgen.ts', import.meta.url));
 
 /** The machine has `taskset` and at least `cores` CPUs this process may use. */
@@ -31,53 +30,9 @@ export function canPin(cores: number): boolean {
   }
 }
 
-/** `cmd args` under `taskset -c cpus`, or as it is when cpus is undefined. */
-function pinnedSpawn(cpus: string | undefined, cmd: string, args: string[], options: Parameters<typeof spawn>[2]): ChildProcess {
-  return cpus === undefined ? spawn(cmd, args, options) : spawn('taskset', ['-c', cpus, cmd, ...args], options);
-}
-
 /** Moves a running process and all its threads to `cpus` (e.g. the redis-server). */
 export function pinPid(pid: number, cpus: string): void {
   execFileSync('taskset', ['-a', '-pc', cpus, String(pid)], { stdio: 'ignore' });
-}
-
-export async function startPinnedServer(system: string, env: Record<string, string | undefined>, cpus: string | undefined): Promise<ServerProcess> {
-  const proc = pinnedSpawn(cpus, process.execPath, ['--import', 'tsx', SERVER], {
-    env: { ...process.env, ...env, BENCH_SYSTEM: system, PORT: '0' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`${system} server did not start`)), 20_000);
-    proc.stdout?.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      const m = /ready (\d+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
-      }
-    });
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${system} server exited with ${code}`));
-    });
-  });
-  const url = `http://127.0.0.1:${port}`;
-  return {
-    url,
-    proc,
-    stats: async () => (await (await fetch(`${url}/__bench/stats`)).json()) as Record<string, number | string>,
-    stop: () => stopChild(proc),
-  };
-}
-
-async function stopChild(proc: ChildProcess): Promise<void> {
-  if (proc.exitCode !== null || proc.signalCode !== null) return;
-  const exited = new Promise((r) => proc.once('exit', r));
-  proc.kill('SIGTERM');
-  const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
-  await exited;
-  clearTimeout(t);
 }
 
 export type LoadJob =

@@ -39,7 +39,7 @@ import http from 'node:http';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import autocannon from 'autocannon';
+import { closedLoop as runClosedLoop } from '../lib/closed-loop.js';
 import type { Redis } from 'ioredis';
 import type { RedisProcess } from '../../test/helpers/redis-server.js';
 import { type Accuracy, type Decisions, type LimitSpec, type MultiAccuracy, accuracy, atDecision, multiAccuracy } from '../lib/accuracy.js';
@@ -165,25 +165,8 @@ export async function backgroundBusyPct(ms = 500): Promise<number> {
 
 type Load = { requests: number; seconds: number; ok: number; limited: number; errors: number; p50: number; p99: number };
 
-async function closedLoop(urls: string[], pick: KeyPicker, seconds: number, connections: number, headers: Record<string, string> = {}): Promise<Load> {
-  const r = await autocannon({
-    url: urls.map((u) => `${u}/resource`) as unknown as string,
-    connections,
-    duration: seconds,
-    requests: [{ method: 'GET', setupRequest: (req) => ({ ...req, headers: { ...req.headers, ...headers, 'x-api-key': pick() } }) }],
-  });
-  const codes = r.statusCodeStats ?? {};
-  const ok = codes['200']?.count ?? 0;
-  const limited = codes['429']?.count ?? 0;
-  return {
-    requests: r.requests.total,
-    seconds: r.duration,
-    ok,
-    limited,
-    errors: r.errors + r.timeouts + r.requests.total - ok - limited,
-    p50: r.latency.p50,
-    p99: r.latency.p99,
-  };
+function closedLoop(urls: string[], pick: KeyPicker, seconds: number, connections: number, headers: Record<string, string> = {}): Promise<Load> {
+  return runClosedLoop({ urls, pick, seconds, connections, headers });
 }
 
 async function decisionsOf(servers: ServerProcess[]): Promise<Decisions[]> {

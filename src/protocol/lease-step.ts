@@ -2,7 +2,7 @@
  * @module protocol/lease-step
  *
  * One atomic step of a client's global bucket with leases, as pure math, for any
- * algorithm (`algorithms/lease-algorithm.ts`). `lua/lease.lua` runs the same
+ * algorithm (`algorithms/lease-algorithm.ts`). `lua/protocol.lua` runs the same
  * steps inside Redis, `store/memory-store.ts` runs this function; the
  * integration tests check that both give identical answers.
  *
