@@ -1,25 +1,37 @@
 /**
  * `npm run bench:profile`: where a request's CPU goes. Runs the bare app, our
  * service on Redis and our embedded mode, each in its own process under
- * `node --cpu-prof`, under the same autocannon load (fresh Zipf keys: cold and
- * warm ones), and prints each profile's self time by layer and by function, in
- * µs per request (bench/lib/cpu-profile.ts). The CPU figures are sampled, so they
- * carry the sampler's overhead; compare them with each other, not with the
- * throughput tables.
+ * its own process, under the same autocannon load (fresh keys: cold and warm
+ * ones; with `--warmup S`, the same keys sent for S seconds first, so the profile
+ * sees warm keys), profiles the measured load only (V8's profiler started and
+ * stopped over the server's inspector, `BENCH_PROFILE_DIR`), and prints each
+ * profile's self time by layer and by function, in µs per request
+ * (bench/lib/cpu-profile.ts). The CPU figures are sampled, so they carry the
+ * sampler's overhead; compare them with each other, not with the throughput tables.
  *
- *   npm run bench:profile -- --seconds 10 --keys 12000 [--rate 1200] [--systems tandem]
+ *   npm run bench:profile -- --seconds 10 --keys 12000 [--mix uniform] [--warmup 5] [--rate 1200] [--systems tandem] [--top 30]
  */
-import { mkdtempSync, readdirSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { RedisProcess } from '../test/helpers/redis-server.js';
 import { profileMarkdown, summarise } from './lib/cpu-profile.js';
-import { makeApiKeys, zipf } from './lib/keys.js';
+import { makeApiKeys, uniform, zipf } from './lib/keys.js';
 import { startServer } from './lib/processes.js';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, keys: { type: 'string', default: '12000' }, systems: { type: 'string', default: 'none,tandem,tandem-local' }, rate: { type: 'string' } } });
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '10' },
+    keys: { type: 'string', default: '12000' },
+    systems: { type: 'string', default: 'none,tandem,tandem-local' },
+    rate: { type: 'string' },
+    mix: { type: 'string', default: 'zipf' },
+    warmup: { type: 'string', default: '0' },
+    top: { type: 'string', default: '15' },
+  },
+});
 const seconds = Number(values.seconds);
 
 const redis = await RedisProcess.start();
@@ -27,23 +39,26 @@ try {
   const out: string[] = [];
   for (const system of (values.systems as string).split(',')) {
     const dir = mkdtempSync(join(tmpdir(), `prof-${system}-`));
-    process.env.BENCH_NODE_ARGS = `--cpu-prof --cpu-prof-dir=${dir} --cpu-prof-interval=200`;
-    const server = await startServer(system, { REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '1000' });
+    const server = await startServer(system, { REDIS_URL: redis.url, REDIS_TIMEOUT_MS: '1000', BENCH_PROFILE_DIR: dir });
     // A fresh key population per system: most keys start cold, popular ones warm up.
-    const pick = zipf(makeApiKeys(Number(values.keys)), 1, 7);
-    const r = await autocannon({
-      url: `${server.url}/resource`,
-      connections: 50,
-      duration: seconds,
-      // --rate: paced (open loop) at that many requests per second instead of as fast as possible.
-      ...(values.rate ? { overallRate: Number(values.rate) } : {}),
-      requests: [{ method: 'GET', setupRequest: (req) => ({ ...req, headers: { ...req.headers, 'x-api-key': pick() } }) }],
-    });
+    const keys = makeApiKeys(Number(values.keys));
+    const pick = values.mix === 'uniform' ? uniform(keys, 7) : zipf(keys, 1, 7);
+    const load = (duration: number) =>
+      autocannon({
+        url: `${server.url}/resource`,
+        connections: 50,
+        duration,
+        // --rate: paced (open loop) at that many requests per second instead of as fast as possible.
+        ...(values.rate ? { overallRate: Number(values.rate) } : {}),
+        requests: [{ method: 'GET', setupRequest: (req) => ({ ...req, headers: { ...req.headers, 'x-api-key': pick() } }) }],
+      });
+    if (Number(values.warmup) > 0) await load(Number(values.warmup));
+    await fetch(`${server.url}/__bench/profile/start`);
+    const r = await load(seconds);
+    const { file } = (await (await fetch(`${server.url}/__bench/profile/stop`)).json()) as { file: string };
     await server.stop();
-    const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
-    if (!file) throw new Error(`${system}: no profile written`);
     const codes = Object.entries(r.statusCodeStats ?? {}).map(([code, v]) => `${code}: ${v.count}`).join(', ');
-    out.push(profileMarkdown(`${system}, ${Math.round(r.requests.average)} req/s (${codes})`, summarise(join(dir, file)), r.requests.total), '');
+    out.push(profileMarkdown(`${system}, ${Math.round(r.requests.average)} req/s (${codes})`, summarise(file), r.requests.total, Number(values.top)), '');
   }
   console.log(out.join('\n'));
 } finally {

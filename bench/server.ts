@@ -21,12 +21,20 @@
  * also the time each response was ready (`decided`), to tell a late decision from
  * an over-admission.
  *
+ * With BENCH_PROFILE_DIR set, `GET /__bench/profile/start` starts V8's CPU profiler
+ * (node:inspector, 200 µs interval) and `GET /__bench/profile/stop` writes the
+ * `.cpuprofile` there and answers its path: a profile of the measured load only,
+ * without start-up (module loading, compilation) or warm-up.
+ *
  * With BENCH_LOOP_DELAY=1 (the spike scenario) the process also measures its own
  * event-loop delay (perf_hooks.monitorEventLoopDelay, 1 ms resolution), per
  * wall-clock second: `GET /__bench/loop` gives per-second figures (with CPU ms and
  * the limiter's lease and return calls in that second) and named windows
  * registered beforehand with `GET /__bench/loop/window?name=..&from=<epoch ms>&to=<epoch ms>`.
  */
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import { join } from 'node:path';
 import { type IntervalHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
 import { serve } from '@hono/node-server';
 import { type Context, Hono, type Next } from 'hono';
@@ -161,6 +169,23 @@ outer.get('/__bench/loop', (c) =>
     windows: Object.fromEntries([...loopWindows].map(([name, w]) => [name, { from: w.from, to: w.to, ...loopFigures(w.h) }])),
   }),
 );
+const profileDir = process.env.BENCH_PROFILE_DIR;
+if (profileDir) {
+  const session = new Session();
+  session.connect();
+  outer.get('/__bench/profile/start', async (c) => {
+    await session.post('Profiler.enable');
+    await session.post('Profiler.setSamplingInterval', { interval: 200 });
+    await session.post('Profiler.start');
+    return c.json({ ok: true });
+  });
+  outer.get('/__bench/profile/stop', async (c) => {
+    const { profile } = await session.post('Profiler.stop');
+    const file = join(profileDir, `${system}-${Date.now()}.cpuprofile`);
+    writeFileSync(file, JSON.stringify(profile));
+    return c.json({ file });
+  });
+}
 outer.get('/__bench/decisions', (c) => c.json(recordDecided ? { times, keys, statuses, decided } : { times, keys, statuses }));
 // Every system pays the same for this record: one timestamp and three pushes.
 // The time is the request's arrival, when an ideal limiter would decide.

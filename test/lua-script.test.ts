@@ -110,6 +110,29 @@ describe('the lease script (lua/algorithms/<name>.lua + lua/protocol.lua)', () =
     expect(Math.max(...(await inspect.keys(`${PREFIX}*`)).map((k) => k.length))).toBe(PREFIX.length + 24 + ':tb:default'.length);
   });
 
+  it('hashes a client id once per key and policy object, not per call, and names the same key either way', async () => {
+    let hashed = 0;
+    const hasher = createKeyHasher('memo-secret');
+    const counting = new RedisStore({ url: redis.url, commandTimeoutMs: 1000, keyPrefix: PREFIX, hashKey: (id) => (hashed++, hasher(id)) });
+    try {
+      expect(await counting.ready(5000)).toBe(true);
+      const p1 = tb(40, 10, 'memo');
+      const memo = {};
+      for (let i = 0; i < 3; i++) await counting.lease('memo-client', p1, { need: 1, extra: 0, leaseTtlMs: 1000, memo });
+      expect(hashed).toBe(1);
+      // A new policy object (a reload, maybe another algorithm): named again.
+      const p2 = { ...p1, algorithm: 'gcra' as const };
+      await counting.lease('memo-client', p2, { need: 1, extra: 0, leaseTtlMs: 1000, memo });
+      expect(hashed).toBe(2);
+      const names = (await inspect.keys(`${PREFIX}*`)).filter((k) => k.endsWith(':memo'));
+      expect(names.sort()).toEqual([bucketKeyName(PREFIX, 'memo-client', p2, hasher), bucketKeyName(PREFIX, 'memo-client', p1, hasher)].sort());
+      // The bucket kept its count across the memoised calls: 3 of 40 taken.
+      expect((await counting.peek('memo-client', p1))?.leased).toBe(3);
+    } finally {
+      await counting.close();
+    }
+  });
+
   it('carries the calls of one event-loop turn in one script call per algorithm, each key answered as if alone', async () => {
     const scriptCalls = async () => {
       const info = await inspect.info('commandstats');

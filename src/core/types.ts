@@ -139,7 +139,15 @@ export type LeaseRequest = {
   extra: number;
   leaseTtlMs: number;
   report?: LeaseReport | undefined;
+  /** The caller's state for this (client, policy), where the store keeps what it derives from them between calls. */
+  memo?: StoreMemo | undefined;
 };
+
+/**
+ * What a store may remember per key between calls: the bucket's key name (a keyed
+ * hash of the client id, ~2 µs to compute), valid for the policy object it was made for.
+ */
+export type StoreMemo = { storeKey?: string | undefined; storeKeyPolicy?: Policy | undefined };
 
 export type LeaseReply = {
   granted: number;
@@ -168,6 +176,12 @@ export interface BucketStore {
    * Rejects with `StoreUnavailableError` when the store cannot answer in time.
    */
   lease(clientId: string, policy: Policy, req: LeaseRequest): Promise<LeaseReply>;
+  /**
+   * The same step answered synchronously, for a store in this process (memory): the
+   * lease manager then decides a key's first request without a promise. Optional;
+   * must not throw.
+   */
+  leaseSync?(clientId: string, policy: Policy, req: LeaseRequest): LeaseReply;
 }
 
 /** Port: the global buckets as operators see them (the admin API). */

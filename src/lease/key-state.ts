@@ -11,13 +11,13 @@
  *   holds no spendable token.
  */
 import type { LocalBucket } from '../algorithms/local-bucket.js';
-import type { Decision, Policy } from '../core/types.js';
+import type { Decision, Policy, StoreMemo } from '../core/types.js';
 import type { Lease } from './lease.js';
 
 /** A request waiting on a store call: `cost` tokens, reserved (`hold`) or spent at once. */
 export type Waiter = { cost: number; hold: boolean; resolve: (d: Decision) => void; reject: (e: Error) => void };
 
-export class KeyState {
+export class KeyState implements StoreMemo {
   lease: Lease | undefined;
   inflight = false;
   waiters: Waiter[] = [];
@@ -41,6 +41,9 @@ export class KeyState {
   windowEnded = false;
   /** This node's own bucket, used only in degraded `local` mode. */
   fallback: LocalBucket | undefined;
+  /** The store's name for the key's bucket, and the policy it was made for (`StoreMemo`). */
+  storeKey: string | undefined;
+  storeKeyPolicy: Policy | undefined;
 
   constructor(
     /** The client id as the store knows it (the API key or other identity). */

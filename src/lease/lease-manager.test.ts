@@ -590,3 +590,40 @@ describe('LeaseManager with windows: returns', () => {
     expect(store.calls.length).toBe(calls);
   });
 });
+
+describe('LeaseManager on a store that answers synchronously (embedded mode)', () => {
+  const policies: Policy[] = [
+    policy,
+    { name: 'g', algorithm: 'gcra', capacity: 12, refillPerSec: 6 },
+    { name: 'f', algorithm: 'fixed_window', capacity: 15, refillPerSec: 15, windowMs: 1000 },
+    { name: 's', algorithm: 'sliding_window', capacity: 15, refillPerSec: 15, windowMs: 1000 },
+  ];
+  for (const p of policies) {
+    it(`decides every request without a promise, as the same store awaited would (${p.algorithm})`, async () => {
+      const { prng } = await import('../../test/helpers/prng.js');
+      const rnd = prng(p.capacity * 31 + p.name.length);
+      // A: the memory store behind an async port (a promise per call, as Redis); B: the store itself.
+      const a = setup();
+      const clockB = new FakeClock();
+      const memB = new MemoryStore({ clock: clockB, sweepIntervalMs: 0 });
+      const b = setup({}, { clock: clockB, store: memB as unknown as SpyStore });
+      let sync = 0;
+      for (let i = 0; i < 600; i++) {
+        const dt = Math.floor(rnd() * (rnd() < 0.2 ? 400 : 40));
+        a.clock.advance(dt);
+        clockB.advance(dt);
+        const key = `k${Math.floor(rnd() * 3)}`;
+        const cost = 1 + Math.floor(rnd() * 2);
+        const viaB = b.manager.check(key, p, cost);
+        if (!(viaB instanceof Promise)) sync++;
+        const da = await a.manager.check(key, p, cost);
+        const db = await viaB;
+        // Both managers' background calls (refill-ahead) settle before the next request.
+        await new Promise((r) => setImmediate(r));
+        expect([db.allowed, db.remaining, db.retryAfterMs], `request ${i}`).toEqual([da.allowed, da.remaining, da.retryAfterMs]);
+      }
+      expect(sync).toBe(600);
+      expect(b.manager.stats.leaseCalls).toBe(a.manager.stats.leaseCalls);
+    });
+  }
+});

@@ -44,14 +44,21 @@ export class MemoryStore implements BucketStore, BucketAdmin, FleetStore, StoreH
   }
 
   lease(clientId: string, policy: Policy, req: LeaseRequest): Promise<LeaseReply> {
+    return Promise.resolve(this.leaseSync(clientId, policy, req));
+  }
+
+  leaseSync(clientId: string, policy: Policy, req: LeaseRequest): LeaseReply {
     const now = this.#clock.nowMs();
     // Like the Redis key name: per client, algorithm and policy.
     const id = `${clientId}\u0000${policy.algorithm}\u0000${policy.name}`;
     const held = this.#buckets.get(id);
     const prev = held && held.expiresAtMs > now ? held.state : undefined;
     const step = leaseStep(algorithmOf(policy), prev, policy, req, now + this.#epochMs);
-    this.#buckets.set(id, { state: step.state, expiresAtMs: now + step.ttlMs });
-    return Promise.resolve(step.reply);
+    if (held) {
+      held.state = step.state;
+      held.expiresAtMs = now + step.ttlMs;
+    } else this.#buckets.set(id, { state: step.state, expiresAtMs: now + step.ttlMs });
+    return step.reply;
   }
 
   peek(clientId: string, policy: Policy): Promise<BucketView | undefined> {

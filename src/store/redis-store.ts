@@ -38,6 +38,7 @@ import {
   type LeaseRequest,
   type Policy,
   type StoreHealth,
+  type StoreMemo,
   StoreUnavailableError,
 } from '../core/types.js';
 import { MAX_SPEND_GROUPS } from '../protocol/lease-step.js';
@@ -117,7 +118,10 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
         slotsRefreshInterval: 1000,
       });
     } else if (options.url) {
-      this.redis = new Redis(options.url, { ...perNode, enableAutoPipelining: true });
+      // No auto-pipelining: lease calls are already batched per event-loop turn (one script
+      // call each), and ioredis's pipeline per turn only added a Pipeline object and its
+      // promises to every batch.
+      this.redis = new Redis(options.url, perNode);
     } else {
       throw new TypeError('RedisStore: url or clusterNodes is required');
     }
@@ -187,7 +191,7 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
       const [age, count] = groups[i] as readonly [number, number];
       args.push(Math.max(0, Math.floor(age)), count);
     }
-    const key = bucketKeyName(this.#prefix, clientId, policy, this.#hashKey);
+    const key = this.#keyName(clientId, policy, req.memo);
     return new Promise<LeaseReply>((resolve, reject) => {
       let queue = this.#pending.get(policy.algorithm);
       if (!queue) {
@@ -200,6 +204,17 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
         setImmediate(this.#flush);
       }
     });
+  }
+
+  /** The bucket's key name, kept in the caller's memo: a keyed hash is computed once per key, not per call. */
+  #keyName(clientId: string, policy: Policy, memo: StoreMemo | undefined): string {
+    if (memo?.storeKeyPolicy === policy && memo.storeKey !== undefined) return memo.storeKey;
+    const key = bucketKeyName(this.#prefix, clientId, policy, this.#hashKey);
+    if (memo) {
+      memo.storeKey = key;
+      memo.storeKeyPolicy = policy;
+    }
+    return key;
   }
 
   /** Lease calls waiting for the end of this event-loop turn, by algorithm. */
