@@ -378,13 +378,10 @@ export class LeaseManager {
   }
 
   /**
-   * Counts store calls out, so close() can wait for them. A counter rather than a set
-   * of promises: a lease call then costs no extra promise (measured ~0.7 µs per call).
+   * A store call ended (`#callsOut` counts them, so close() can wait). A counter rather
+   * than a set of promises: a lease call costs no extra promise (the set's `.finally`
+   * was 0.7 µs per request in the cold-key profile).
    */
-  #callStarted(): void {
-    this.#callsOut++;
-  }
-
   #callEnded(): void {
     if (--this.#callsOut === 0 && this.#whenIdle.length > 0) for (const resolve of this.#whenIdle.splice(0)) resolve();
   }
@@ -456,32 +453,24 @@ export class LeaseManager {
     if (need === 0) this.stats.aheadCalls++;
     const extra = extraTokens(k.intervalMs, k.policy.refillPerSec, k.globalRemaining, need, this.#sizing);
     const forgets = k.forgets;
+    const req = { need, extra, leaseTtlMs: this.#ttlMs, report, memo: k };
     if (this.#store.leaseSync) {
       let reply: LeaseReply;
       try {
-        reply = this.#store.leaseSync(k.clientId, k.policy, { need, extra, leaseTtlMs: this.#ttlMs, report, memo: k });
+        reply = this.#store.leaseSync(k.clientId, k.policy, req);
       } catch (err) {
         this.#failed(k, err);
         return;
       }
-      try {
-        this.#granted(k, reply, need, now, unusedAtSend, forgets);
-      } catch (err) {
-        this.#failed(k, err);
-      }
+      this.#replied(k, reply, need, now, unusedAtSend, forgets);
       return;
     }
-    this.#callStarted();
-    this.#storeLease(k, { need, extra, leaseTtlMs: this.#ttlMs, report, memo: k })
+    this.#callsOut++;
+    this.#storeLease(k, req)
       .then(
         (reply) => {
           this.#callEnded();
-          try {
-            this.#granted(k, reply, need, now, unusedAtSend, forgets);
-          } catch (err) {
-            // A bug here must not leave requests waiting forever.
-            this.#failed(k, err);
-          }
+          this.#replied(k, reply, need, now, unusedAtSend, forgets);
         },
         // The spends of a failed report are not sent again: Redis may have applied them
         // and only the reply was lost, and counting them twice would over-admit. Unsent,
@@ -494,6 +483,15 @@ export class LeaseManager {
       .catch((err: unknown) => {
         this.#log.error('lease reply handling failed', { error: (err as Error).message });
       });
+  }
+
+  /** `#granted`, and a bug in it must not leave requests waiting forever. */
+  #replied(k: KeyState, reply: LeaseReply, need: number, sentAt: number, unusedAtSend: number, forgets: number): void {
+    try {
+      this.#granted(k, reply, need, sentAt, unusedAtSend, forgets);
+    } catch (err) {
+      this.#failed(k, err);
+    }
   }
 
   #granted(k: KeyState, reply: LeaseReply, need: number, sentAt: number, unusedAtSend: number, forgets: number): void {
@@ -624,7 +622,7 @@ export class LeaseManager {
         );
       },
     );
-    this.#callStarted();
+    this.#callsOut++;
     return call.then(() => this.#callEnded());
   }
 }

@@ -51,9 +51,9 @@ export class ViolationLog {
     const second = Math.floor(now / 1000);
     if (second !== this.#second) this.#flush(second);
     const window = Math.floor(now / this.#windowMs);
+    const key = `${v.policy}\u0000${v.clientId}`;
     // The per-second cap first: under a flood most denials stop there, before the LRU.
-    const key = this.#linesThisSecond >= this.#perSecond ? undefined : `${v.policy}\u0000${v.clientId}`;
-    if (key === undefined || this.#seen.get(key) === window) {
+    if (this.#linesThisSecond >= this.#perSecond || this.#seen.get(key) === window) {
       this.#dropped++;
       this.droppedTotal++;
       return;
