@@ -144,8 +144,9 @@ export type LeaseRequest = {
 };
 
 /**
- * What a store may remember per key between calls: the bucket's key name (a keyed
- * hash of the client id, ~2 µs to compute), valid for the policy object it was made for.
+ * What a store may remember per key between calls: its name for the bucket (Redis: a
+ * keyed hash of the client id, ~2 µs to compute; memory: the map key, built and hashed
+ * once), valid for the policy object it was made for.
  */
 export type StoreMemo = { storeKey?: string | undefined; storeKeyPolicy?: Policy | undefined };
 

@@ -5,7 +5,7 @@ import { type MultiLimiter, type Policy, StoreUnavailableError } from '../core/t
 import { PolicyEngine } from '../policy/engine.js';
 import { documentFromPolicy } from '../policy/load.js';
 import { compilePolicies } from '../policy/rules.js';
-import { SERVED_METHODS } from './policy-handler.js';
+import { SERVED_METHODS, allowedBody, deniedBody } from './policy-handler.js';
 import { LeaseManager } from '../lease/lease-manager.js';
 import { silentLogger } from '../log/logger.js';
 import { MemoryStore } from '../store/memory-store.js';
@@ -42,6 +42,31 @@ function makeApp() {
 }
 const get = (app: ReturnType<typeof makeApp>['app'], key?: string) =>
   app.request('/resource', { headers: key === undefined ? {} : { 'X-API-Key': key } });
+
+describe('response bodies written from templates', () => {
+  // The handler writes its JSON bodies without JSON.stringify on the hot path: they must be
+  // byte for byte what JSON.stringify gives, whatever the policy is called.
+  const names = ['default', 'we"ird\\name', 'ünïcode ✓', 'tab\there', '</script>'];
+  const numbers = [0, 1, 39, 40.5, 1e21, Number.NaN, Number.POSITIVE_INFINITY];
+  it('allowed: as JSON.stringify writes it', () => {
+    for (const name of names) {
+      for (const n of numbers) {
+        const p: Policy = { ...policy, name };
+        const d = { allowed: true, limit: n, remaining: n, resetMs: 2500, retryAfterMs: 0, policy: p, source: 'local' as const };
+        const expected = JSON.stringify({ ok: true, rate_limit: { policy: name, limit: n, remaining: n, reset: 3 } });
+        expect(allowedBody(d)).toBe(expected);
+      }
+    }
+  });
+  it('denied: as JSON.stringify writes it', () => {
+    for (const name of names) {
+      for (const n of numbers) {
+        const p: Policy = { ...policy, name };
+        expect(deniedBody('Too Many Requests', n, p)).toBe(JSON.stringify({ detail: 'Too Many Requests', retry_after_ms: n, policy: name }));
+      }
+    }
+  });
+});
 
 describe('GET /resource', () => {
   it('200 with JSON and every rate-limit header', async () => {

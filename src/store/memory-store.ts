@@ -15,7 +15,7 @@
  */
 import { algorithmOf } from '../algorithms/registry.js';
 import { systemClock } from '../core/clock.js';
-import type { BucketAdmin, BucketStore, BucketView, Clock, FleetStore, LeaseReply, LeaseRequest, Policy, StoreHealth } from '../core/types.js';
+import type { BucketAdmin, BucketStore, BucketView, Clock, FleetStore, LeaseReply, LeaseRequest, Policy, StoreHealth, StoreMemo } from '../core/types.js';
 import { type BucketState, leaseStep } from '../protocol/lease-step.js';
 
 type Stored = { state: BucketState<unknown>; expiresAtMs: number };
@@ -49,8 +49,7 @@ export class MemoryStore implements BucketStore, BucketAdmin, FleetStore, StoreH
 
   leaseSync(clientId: string, policy: Policy, req: LeaseRequest): LeaseReply {
     const now = this.#clock.nowMs();
-    // Like the Redis key name: per client, algorithm and policy.
-    const id = `${clientId}\u0000${policy.algorithm}\u0000${policy.name}`;
+    const id = this.#id(clientId, policy, req.memo);
     const held = this.#buckets.get(id);
     const prev = held && held.expiresAtMs > now ? held.state : undefined;
     const step = leaseStep(algorithmOf(policy), prev, policy, req, now + this.#epochMs);
@@ -59,6 +58,20 @@ export class MemoryStore implements BucketStore, BucketAdmin, FleetStore, StoreH
       held.expiresAtMs = now + step.ttlMs;
     } else this.#buckets.set(id, { state: step.state, expiresAtMs: now + step.ttlMs });
     return step.reply;
+  }
+
+  /**
+   * Like the Redis key name: per client, algorithm and policy; kept in the caller's memo,
+   * so a key's calls build and hash the string once (a flat string with its hash cached).
+   */
+  #id(clientId: string, policy: Policy, memo: StoreMemo | undefined): string {
+    if (memo?.storeKeyPolicy === policy && memo.storeKey !== undefined) return memo.storeKey;
+    const id = `${clientId}\u0000${policy.algorithm}\u0000${policy.name}`;
+    if (memo) {
+      memo.storeKey = id;
+      memo.storeKeyPolicy = policy;
+    }
+    return id;
   }
 
   peek(clientId: string, policy: Policy): Promise<BucketView | undefined> {
