@@ -15,19 +15,21 @@ KEYS[1]  the batch's first bucket key, declared so that Redis Cluster routes the
          A batch holds keys of one node only; a key of another node fails the call.
 ARGV[1]  n, the number of keys
 ARGV[2..n+1]  the bucket keys: prefix, {keyed hash of the client}, algorithm, policy
-ARGV     then for each key in turn, from offset a (n + 2 for the first):
-  ARGV[a..]   the algorithm's parameters (alg_load returns the offset after them: b)
-  ARGV[b]     lease TTL (ms)
-  ARGV[b+1]   need: permits for requests waiting now
-  ARGV[b+2]   extra: permits wanted ahead of demand (at most half of what is left)
-  ARGV[b+3]   1 when a report follows, else 0
-  ARGV[b+4]   report: grantedAt (ms) of the lease being reported
-  ARGV[b+5]   report: permits registered to that lease
-  ARGV[b+6]   report: permits of it still unused
-  ARGV[b+7]   report: 1 keep the unused permits (renewal), 0 give them back
-  ARGV[b+8]   report: number of spend groups n (the step reads at most 16)
+ARGV[n+2..2n+1]  each key's arguments, packed in one string of comma-separated numbers
+         (one argument per key instead of a dozen: the client's encoding of every
+         argument cost more than the step), unpacked into A before the key's step:
+  A[a..]   the algorithm's parameters (alg_load returns the index after them: b)
+  A[b]     lease TTL (ms)
+  A[b+1]   need: permits for requests waiting now
+  A[b+2]   extra: permits wanted ahead of demand (at most half of what is left)
+  A[b+3]   1 when a report follows, else 0
+  A[b+4]   report: grantedAt (ms) of the lease being reported
+  A[b+5]   report: permits registered to that lease
+  A[b+6]   report: permits of it still unused
+  A[b+7]   report: 1 keep the unused permits (renewal), 0 give them back
+  A[b+8]   report: number of spend groups n (the step reads at most 16)
   then 2n values: spend groups oldest first, as pairs (ms since the group's
-  latest spend, permits spent in the group); the next key's arguments follow.
+  latest spend, permits spent in the group).
 
 Reply: for each key, six numbers: granted, kept (0/1), grantedAt (ms, Redis TIME,
 or the start of the generation the lease is in, at most 1 ms later: the lease's
@@ -52,19 +54,24 @@ local function clamp32(x) return math.max(-I32, math.min(I32, x)) end
 local t = redis.call('TIME')
 local nowIn = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
--- One key's step, its arguments from ARGV[a]; returns its six reply values and where the
--- next key's arguments start.
-local function step(key, a)
-  local base = alg_load(a) - 1
-  local leaseTtl = tonumber(ARGV[base + 1])
-  local need = tonumber(ARGV[base + 2])
-  local extra = tonumber(ARGV[base + 3])
-  local hasReport = ARGV[base + 4] == '1'
-  local rGrantedAt = tonumber(ARGV[base + 5])
-  local rRegistered = tonumber(ARGV[base + 6])
-  local rUnused = tonumber(ARGV[base + 7])
-  local rKeep = ARGV[base + 8] == '1'
-  local declared = tonumber(ARGV[base + 9]) or 0
+-- One key's step, its arguments packed in `packed`; returns its six reply values.
+local function step(key, packed)
+  local A = {}
+  local k = 0
+  for v in string.gmatch(packed, '[^,]+') do
+    k = k + 1
+    A[k] = tonumber(v)
+  end
+  local base = alg_load(A, 1) - 1
+  local leaseTtl = A[base + 1]
+  local need = A[base + 2]
+  local extra = A[base + 3]
+  local hasReport = A[base + 4] == 1
+  local rGrantedAt = A[base + 5]
+  local rRegistered = A[base + 6]
+  local rUnused = A[base + 7]
+  local rKeep = A[base + 8] == 1
+  local declared = A[base + 9] or 0
   local rGroups = math.min(16, declared)
   local cap = alg_capacity()
 
@@ -117,11 +124,11 @@ local function step(key, a)
   if gen and gen.leased > 0 then
     local budget = rRegistered
     for i = 1, rGroups do
-      local spendAt = math.min(now, math.max(updated, now - tonumber(ARGV[base + 8 + 2 * i])))
+      local spendAt = math.min(now, math.max(updated, now - A[base + 8 + 2 * i]))
       expireUpTo(spendAt)
       if gen.leased == 0 then break end
       advance(spendAt)
-      local c = math.max(0, math.min(tonumber(ARGV[base + 9 + 2 * i]), budget, gen.leased))
+      local c = math.max(0, math.min(A[base + 9 + 2 * i], budget, gen.leased))
       budget = budget - c
       gen.leased = gen.leased - c
     end
@@ -198,7 +205,7 @@ local function step(key, a)
       clamp32(updated - prev.start), prev.leased, clamp32(prev.deadline - updated)) .. alg_encode(s),
     'PX', ttl)
 
-  return granted, kept, grantedAt, left, retry, life, base + 10 + 2 * declared
+  return granted, kept, grantedAt, left, retry, life
 end
 
 local n = tonumber(ARGV[1])
@@ -211,9 +218,8 @@ if n > 1 then
 end
 
 local out = {}
-local a = n + 2
 for i = 1, n do
-  local granted, kept, grantedAt, left, retry, life, nxt = step(ARGV[1 + i], a)
+  local granted, kept, grantedAt, left, retry, life = step(ARGV[1 + i], ARGV[1 + n + i])
   local o = #out
   out[o + 1] = granted
   out[o + 2] = kept
@@ -221,6 +227,5 @@ for i = 1, n do
   out[o + 4] = left
   out[o + 5] = retry
   out[o + 6] = life
-  a = nxt
 end
 return out

@@ -3,17 +3,17 @@ algorithms/gcra.lua: GCRA's part of a lease step (the leaky bucket as a meter).
 Mirrors gcraStep in src/algorithms/gcra.ts line for line (read the notes there).
 Prepended to protocol.lua when the script is loaded (src/store/lua-scripts.ts).
 
-ARGV[a]    limit: the burst (permits)
-ARGV[a+1]  rate: permits per second (limit / windowSec); emission interval 1e6 / rate µs
-(a: where this key's arguments start; alg_load reads them before each key's step)
+A[a]       limit: the burst (permits)
+A[a+1]     rate: permits per second (limit / windowSec); emission interval 1e6 / rate µs
+(A: the key's unpacked arguments, a: where the algorithm's start; alg_load reads them before each key's step)
 State: the theoretical arrival time, store µs (a double holding a whole number).
 ]]
 local ALG_TAG = 103 -- 'g'
 local ALG_BYTES = 8
 local g_limit, g_interval
-local function alg_load(a)
-  g_limit = tonumber(ARGV[a])
-  g_interval = 1e6 / tonumber(ARGV[a + 1])
+local function alg_load(A, a)
+  g_limit = A[a]
+  g_interval = 1e6 / A[a + 1]
   return a + 2
 end
 

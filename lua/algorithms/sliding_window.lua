@@ -3,18 +3,18 @@ algorithms/sliding_window.lua: the sliding window counter's part of a lease step
 Mirrors slidingWindowStep in src/algorithms/sliding-window.ts line for line (read
 the notes there). Prepended to protocol.lua when the script is loaded.
 
-ARGV[a]    limit: permits per window
-ARGV[a+1]  window length, ms (windows are aligned to Redis TIME: multiples since the epoch)
-(a: where this key's arguments start; alg_load reads them before each key's step)
+A[a]       limit: permits per window
+A[a+1]     window length, ms (windows are aligned to Redis TIME: multiples since the epoch)
+(A: the key's unpacked arguments, a: where the algorithm's start; alg_load reads them before each key's step)
 State: the current window's start (ms, a double), its count, the previous
 window's count and the window's length (int32 each).
 ]]
 local ALG_TAG = 115 -- 's'
 local ALG_BYTES = 20
 local w_limit, w_len
-local function alg_load(a)
-  w_limit = tonumber(ARGV[a])
-  w_len = tonumber(ARGV[a + 1])
+local function alg_load(A, a)
+  w_limit = A[a]
+  w_len = A[a + 1]
   return a + 2
 end
 

@@ -3,17 +3,17 @@ algorithms/token_bucket.lua: the token bucket's part of a lease step.
 Mirrors tokenBucketStep in src/algorithms/token-bucket.ts line for line.
 Prepended to protocol.lua when the script is loaded (src/store/lua-scripts.ts).
 
-ARGV[a]    capacity (tokens)
-ARGV[a+1]  refill per second (tokens)
-(a: where this key's arguments start; alg_load reads them before each key's step)
+A[a]       capacity (tokens)
+A[a+1]     refill per second (tokens)
+(A: the key's unpacked arguments, a: where the algorithm's start; alg_load reads them before each key's step)
 State: the tokens in the bucket, not counting leased ones (a double).
 ]]
 local ALG_TAG = 116 -- 't'
 local ALG_BYTES = 8
 local tb_cap, tb_refill
-local function alg_load(a)
-  tb_cap = tonumber(ARGV[a])
-  tb_refill = tonumber(ARGV[a + 1])
+local function alg_load(A, a)
+  tb_cap = A[a]
+  tb_refill = A[a + 1]
   return a + 2
 end
 

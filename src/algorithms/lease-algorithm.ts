@@ -23,8 +23,8 @@ export interface LeaseAlgorithm<P, S> {
   readonly stateTag: number;
   /** Bytes its state takes in a stored value, after the protocol's header. */
   readonly stateBytes: number;
-  /** Its parameters as its Lua twin reads them from ARGV[1..n]. */
-  luaArgs(p: P): (string | number)[];
+  /** Its parameters, in the order its Lua twin's `alg_load` reads them (numbers: they travel packed, comma-separated). */
+  luaArgs(p: P): number[];
   /** A bucket nobody has touched: everything available. */
   fresh(p: P): S;
   /** Most permits the bucket can hold (what `leased` is subtracted from). */

@@ -50,7 +50,8 @@ type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;
 /** A lease call waiting to be sent with the others of its event-loop turn. */
 type PendingLease = {
   key: string;
-  args: (string | number)[];
+  /** The key's arguments, comma-separated numbers (lua/protocol.lua unpacks them). */
+  packed: string;
   resolve: (r: LeaseReply) => void;
   reject: (e: Error) => void;
   /** performance.now() by which it must settle. */
@@ -62,6 +63,18 @@ const NOTHING_RAN = /MOVED|ASK|TRYAGAIN|CLUSTERDOWN|CROSSSLOT|non local key/;
 const MAX_BATCH = 256;
 
 const leaseCommand = (algorithm: AlgorithmName) => `rlLease_${algorithm}`;
+
+const packedParams = new WeakMap<Policy, string>();
+
+/** The algorithm's parameters of `policy`, comma-separated, cached per policy object. */
+function algorithmParams(policy: Policy): string {
+  let s = packedParams.get(policy);
+  if (s === undefined) {
+    s = algorithmOf(policy).luaArgs(policy).join(',');
+    packedParams.set(policy, s);
+  }
+  return s;
+}
 
 export type RedisStoreOptions = {
   /** A single Redis: `redis://host:port`. */
@@ -182,14 +195,16 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
    */
   lease(clientId: string, policy: Policy, req: LeaseRequest): Promise<LeaseReply> {
     const r = req.report;
-    const args: (string | number)[] = algorithmOf(policy).luaArgs(policy);
-    args.push(req.leaseTtlMs, req.need, req.extra, r ? 1 : 0, r ? r.grantedAtMs : 0, r ? r.registered : 0, r ? r.unused : 0, r?.keep ? 1 : 0);
+    // One argument per key, not a dozen: ioredis's per-argument work (conversion, length,
+    // framing) was most of the client's cost of a cold key (profiled: ioredis 16.9 µs/req).
+    let packed = `${algorithmParams(policy)},${req.leaseTtlMs},${req.need},${req.extra}`;
+    packed += r ? `,1,${r.grantedAtMs},${r.registered},${r.unused},${r.keep ? 1 : 0}` : ',0,0,0,0,0';
     const groups = r ? r.spends : [];
     const n = Math.min(groups.length, MAX_SPEND_GROUPS);
-    args.push(n);
+    packed += `,${n}`;
     for (let i = 0; i < n; i++) {
       const [age, count] = groups[i] as readonly [number, number];
-      args.push(Math.max(0, Math.floor(age)), count);
+      packed += `,${Math.max(0, Math.floor(age))},${count}`;
     }
     const key = this.#keyName(clientId, policy, req.memo);
     return new Promise<LeaseReply>((resolve, reject) => {
@@ -198,7 +213,7 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
         queue = [];
         this.#pending.set(policy.algorithm, queue);
       }
-      queue.push({ key, args, resolve, reject, deadlineMs: performance.now() + this.#timeoutMs });
+      queue.push({ key, packed, resolve, reject, deadlineMs: performance.now() + this.#timeoutMs });
       if (!this.#flushScheduled) {
         this.#flushScheduled = true;
         setImmediate(this.#flush);
@@ -258,8 +273,7 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
    */
   #send(algorithm: AlgorithmName, batch: PendingLease[], mayRetry: boolean): void {
     const keys = batch.map((p) => p.key);
-    const argv: (string | number)[] = [];
-    for (const p of batch) for (const a of p.args) argv.push(a);
+    const argv = batch.map((p) => p.packed);
     const timeoutMs = Math.max(1, Math.min(...batch.map((p) => p.deadlineMs)) - performance.now());
     // One declared key, the first: ioredis and Redis Cluster route (and refuse CROSSSLOT)
     // by declared keys; the script reads the batch's keys from its arguments.
