@@ -38,4 +38,21 @@ describe('ClientRegistry', () => {
     r.set('k', { tier: 'enterprise', allow: false, deny: false });
     expect(r.lookup('k')?.tier).toBe('enterprise');
   });
+
+  it('an empty registry answers without hashing; a key registered later is found, and one removed is gone', () => {
+    let hashed = 0;
+    const r = new ClientRegistry((k) => {
+      hashed++;
+      return hash(k);
+    });
+    for (let i = 0; i < 100; i++) expect(r.lookup(`k${i}`)).toBeUndefined();
+    expect(hashed).toBe(0);
+    r.set('k7', { tier: 'pro', allow: false, deny: false });
+    expect(r.lookup('k7')?.tier).toBe('pro');
+    expect(r.lookup('k8')).toBeUndefined();
+    r.setHashed(hash('k7'), undefined);
+    expect(r.lookup('k7')).toBeUndefined();
+    r.replaceAll(new Map([[hash('k9'), { tier: 'free', allow: false, deny: true }]]));
+    expect(r.lookup('k9')?.deny).toBe(true);
+  });
 });
