@@ -9,6 +9,7 @@
  *   npm run bench:cold -- --smoke            1 round, ~0.5 s runs: checks every figure exists (~1 min)
  *   npm run bench:cold -- --rounds 3 --max-seconds 5 --paced-seconds 4   (defaults 2, 3.5, 2)
  *   npm run bench:cold -- --systems none,none-b,tandem
+ *   BENCH_BUSY_US=20 npm run bench:cold -- --systems none,none-busy   what 20 µs of work per request costs here
  *   npm run bench:cold -- --no-pin           without taskset (figures then share the cores)
  *
  * Processes: each system is a server process of its own (bench/server.ts, with
@@ -106,8 +107,10 @@ const pacedRps = Number(values['paced-rps']);
 const connections = Number(values.connections);
 const keyCount = Number(values.keys);
 const warmupSeconds = smoke ? 0.2 : 1;
+/** Run only when named: the bare app plus a known cost per request (BENCH_BUSY_US, bench/server.ts). */
+const OPTIONAL = ['none-busy'];
 const systems = values.systems ? values.systems.split(',') : ALL;
-for (const s of systems) if (!ALL.includes(s)) throw new Error(`unknown system ${s}; known: ${ALL.join(', ')}`);
+for (const s of systems) if (!ALL.includes(s) && !OPTIONAL.includes(s)) throw new Error(`unknown system ${s}; known: ${[...ALL, ...OPTIONAL].join(', ')}`);
 const pin = !values['no-pin'] && canPin(2);
 const SERVER_CPU = pin ? '0' : undefined;
 const OTHER_CPU = pin ? '1' : undefined;

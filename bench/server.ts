@@ -3,10 +3,13 @@
  * of the systems compared. Runs as a child of `bench/run.ts`, so the load
  * generator and the server do not share an event loop.
  *
- *   BENCH_SYSTEM=none|none-b|tandem|tandem-local|rlflex|seed-lua|hono-rate-limiter  PORT=...  REDIS_URL=...
+ *   BENCH_SYSTEM=none|none-b|none-busy|tandem|tandem-local|rlflex|seed-lua|hono-rate-limiter  PORT=...  REDIS_URL=...
  *
  * `none-b` is `none` under another name: a second bare process, for the noise floor
- * between two identical systems (bench/cold.ts).
+ * between two identical systems (bench/cold.ts). `none-busy` is the bare app spending
+ * BENCH_BUSY_US µs (default 20) of pure CPU per request (a spin on the monotonic clock):
+ * a limiter of known cost, to measure what a µs of work per request costs the server
+ * in CPU and throughput at full speed on the machine at hand.
  *
  * Prints `ready <port>` once listening. `GET /__bench/stats` gives CPU time, RSS,
  * peak RSS and the limiter's counters; `GET /__bench/decisions` every decision
@@ -57,6 +60,16 @@ function build(): Target {
     const app = new Hono();
     app.get('/resource', (c) => c.json({ ok: true, rate_limit: null }));
     return { app, stats: () => ({}) };
+  }
+  if (system === 'none-busy') {
+    const busyMs = Number(process.env.BENCH_BUSY_US ?? 20) / 1000;
+    const app = new Hono();
+    app.get('/resource', (c) => {
+      const until = performance.now() + busyMs;
+      while (performance.now() < until);
+      return c.json({ ok: true, rate_limit: null });
+    });
+    return { app, stats: () => ({ busyUs: busyMs * 1000 }) };
   }
   if (system === 'tandem' || system === 'tandem-local') {
     const env = system === 'tandem' ? { REDIS_URL: redisUrl } : {};
