@@ -70,8 +70,9 @@ serve({ fetch: app.fetch, port: ${port} });
       // (the bound follows the guarantee for the measured time, not a guess): the rest are denied.
       const refilled = Math.floor((10 * (performance.now() - firstSent)) / 1000);
       const denied = rest.filter((r) => r.status === 429).length;
+      // At least one is denied whenever the 45 are answered within 0.6 s (refilled < 6), as on
+      // any machine so far; `denied > 0` on its own would fail by chance on a slower one.
       expect(denied).toBeGreaterThanOrEqual(Math.max(0, 45 - 39 - refilled));
-      expect(denied).toBeGreaterThan(0);
     } finally {
       proc.kill('SIGTERM');
     }

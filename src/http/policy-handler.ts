@@ -16,6 +16,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Context } from 'hono';
+import { perObject } from '../core/per-object.js';
 import { type Decision, type Policy, StoreUnavailableError } from '../core/types.js';
 import type { Outcome, PolicyEngine, RequestInput } from '../policy/engine.js';
 import { mostConstraining, rateLimitHeader, rateLimitPolicyList, resetSeconds, retryAfterSeconds } from './rate-limit-headers.js';
@@ -99,17 +100,8 @@ function limitedResponse(status: number, body: string, headers: Record<string, s
 /** A number as JSON writes it (finite numbers: their decimal; others: null). */
 const jsonNumber = (n: number): string => (Number.isFinite(n) ? String(n) : 'null');
 
-const policyJsonNames = new WeakMap<Policy, string>();
-
 /** The policy's name as a JSON string, cached per policy object. */
-function policyJsonName(p: Policy): string {
-  let s = policyJsonNames.get(p);
-  if (s === undefined) {
-    s = JSON.stringify(p.name);
-    policyJsonNames.set(p, s);
-  }
-  return s;
-}
+const policyJsonName = perObject((p: Policy): string => JSON.stringify(p.name));
 
 /**
  * The built-in answer's body, `{"ok":true,"rate_limit":{policy, limit, remaining, reset}}`,

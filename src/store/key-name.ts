@@ -17,7 +17,7 @@
  */
 import { createHash, createHmac } from 'node:crypto';
 import { algorithmOf } from '../algorithms/registry.js';
-import type { Policy } from '../core/types.js';
+import type { Policy, StoreMemo } from '../core/types.js';
 
 /** Maps a client id to its 22-character base64url name (128 bits). Safe to log. */
 export type KeyHasher = (clientId: string) => string;
@@ -31,4 +31,19 @@ export function createKeyHasher(secret?: string): KeyHasher {
 /** `rl:{<hash>}:tb:<policy>`: the Redis key of one client's bucket under one policy. */
 export function bucketKeyName(prefix: string, clientId: string, policy: Policy, hash: KeyHasher): string {
   return `${prefix}{${hash(clientId)}}:${algorithmOf(policy).tag}:${policy.name}`;
+}
+
+/**
+ * A store's name for a bucket, kept in the caller's memo (`StoreMemo`) for the policy
+ * object it was made for, so a key's calls name its bucket once, not per call (a new
+ * policy object, after a reload, is named again). Without a memo, named every time.
+ */
+export function memoizedName(memo: StoreMemo | undefined, clientId: string, policy: Policy, name: (clientId: string, policy: Policy) => string): string {
+  if (memo?.storeKeyPolicy === policy && memo.storeKey !== undefined) return memo.storeKey;
+  const n = name(clientId, policy);
+  if (memo) {
+    memo.storeKey = n;
+    memo.storeKeyPolicy = policy;
+  }
+  return n;
 }

@@ -15,10 +15,14 @@
  */
 import { algorithmOf } from '../algorithms/registry.js';
 import { systemClock } from '../core/clock.js';
-import type { BucketAdmin, BucketStore, BucketView, Clock, FleetStore, LeaseReply, LeaseRequest, Policy, StoreHealth, StoreMemo } from '../core/types.js';
+import type { BucketAdmin, BucketStore, BucketView, Clock, FleetStore, LeaseReply, LeaseRequest, Policy, StoreHealth } from '../core/types.js';
 import { type BucketState, leaseStep } from '../protocol/lease-step.js';
+import { memoizedName } from './key-name.js';
 
 type Stored = { state: BucketState<unknown>; expiresAtMs: number };
+
+/** A bucket's map key: like the Redis key name, per client, algorithm and policy. */
+const bucketId = (clientId: string, policy: Policy): string => `${clientId}\u0000${policy.algorithm}\u0000${policy.name}`;
 
 export class MemoryStore implements BucketStore, BucketAdmin, FleetStore, StoreHealth {
   readonly mode = 'local-only' as const;
@@ -49,7 +53,7 @@ export class MemoryStore implements BucketStore, BucketAdmin, FleetStore, StoreH
 
   leaseSync(clientId: string, policy: Policy, req: LeaseRequest): LeaseReply {
     const now = this.#clock.nowMs();
-    const id = this.#id(clientId, policy, req.memo);
+    const id = memoizedName(req.memo, clientId, policy, bucketId);
     const held = this.#buckets.get(id);
     const prev = held && held.expiresAtMs > now ? held.state : undefined;
     const step = leaseStep(algorithmOf(policy), prev, policy, req, now + this.#epochMs);
@@ -60,29 +64,15 @@ export class MemoryStore implements BucketStore, BucketAdmin, FleetStore, StoreH
     return step.reply;
   }
 
-  /**
-   * Like the Redis key name: per client, algorithm and policy; kept in the caller's memo,
-   * so a key's calls build and hash the string once (a flat string with its hash cached).
-   */
-  #id(clientId: string, policy: Policy, memo: StoreMemo | undefined): string {
-    if (memo?.storeKeyPolicy === policy && memo.storeKey !== undefined) return memo.storeKey;
-    const id = `${clientId}\u0000${policy.algorithm}\u0000${policy.name}`;
-    if (memo) {
-      memo.storeKey = id;
-      memo.storeKeyPolicy = policy;
-    }
-    return id;
-  }
-
   peek(clientId: string, policy: Policy): Promise<BucketView | undefined> {
-    const held = this.#buckets.get(`${clientId}\u0000${policy.algorithm}\u0000${policy.name}`);
+    const held = this.#buckets.get(bucketId(clientId, policy));
     if (!held || held.expiresAtMs <= this.#clock.nowMs()) return Promise.resolve(undefined);
     const s = held.state;
     return Promise.resolve({ available: algorithmOf(policy).available(s.alg, policy), leased: s.cur.leased + s.prev.leased, updatedMs: s.updatedMs });
   }
 
   reset(clientId: string, policy: Policy): Promise<void> {
-    this.#buckets.delete(`${clientId}\u0000${policy.algorithm}\u0000${policy.name}`);
+    this.#buckets.delete(bucketId(clientId, policy));
     return Promise.resolve();
   }
 

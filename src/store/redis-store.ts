@@ -38,12 +38,12 @@ import {
   type LeaseRequest,
   type Policy,
   type StoreHealth,
-  type StoreMemo,
-  StoreUnavailableError,
+    StoreUnavailableError,
 } from '../core/types.js';
+import { perObject } from '../core/per-object.js';
 import { MAX_SPEND_GROUPS } from '../protocol/lease-step.js';
 import { decodeBucketValue } from './bucket-format.js';
-import { type KeyHasher, bucketKeyName, createKeyHasher } from './key-name.js';
+import { type KeyHasher, bucketKeyName, createKeyHasher, memoizedName } from './key-name.js';
 import { HEARTBEAT_SCRIPT, leaseScript } from './lua-scripts.js';
 
 type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;
@@ -64,17 +64,8 @@ const MAX_BATCH = 256;
 
 const leaseCommand = (algorithm: AlgorithmName) => `rlLease_${algorithm}`;
 
-const packedParams = new WeakMap<Policy, string>();
-
-/** The algorithm's parameters of `policy`, comma-separated, cached per policy object. */
-function algorithmParams(policy: Policy): string {
-  let s = packedParams.get(policy);
-  if (s === undefined) {
-    s = algorithmOf(policy).luaArgs(policy).join(',');
-    packedParams.set(policy, s);
-  }
-  return s;
-}
+/** The algorithm's parameters of a policy, comma-separated, cached per policy object. */
+const algorithmParams = perObject((policy: Policy): string => algorithmOf(policy).luaArgs(policy).join(','));
 
 export type RedisStoreOptions = {
   /** A single Redis: `redis://host:port`. */
@@ -101,6 +92,8 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
   readonly #prefix: string;
   readonly #timeoutMs: number;
   readonly #hashKey: KeyHasher;
+  /** A bucket's key name (made once, so a lease call allocates no closure for `memoizedName`). */
+  readonly #bucketName = (clientId: string, policy: Policy): string => bucketKeyName(this.#prefix, clientId, policy, this.#hashKey);
   readonly #onCall: NonNullable<RedisStoreOptions['onCall']>;
 
   constructor(options: RedisStoreOptions) {
@@ -206,7 +199,8 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
       const [age, count] = groups[i] as readonly [number, number];
       packed += `,${Math.max(0, Math.floor(age))},${count}`;
     }
-    const key = this.#keyName(clientId, policy, req.memo);
+    // A keyed hash (~2 µs): computed once per key and policy object, kept in the caller's memo.
+    const key = memoizedName(req.memo, clientId, policy, this.#bucketName);
     return new Promise<LeaseReply>((resolve, reject) => {
       let queue = this.#pending.get(policy.algorithm);
       if (!queue) {
@@ -219,17 +213,6 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
         setImmediate(this.#flush);
       }
     });
-  }
-
-  /** The bucket's key name, kept in the caller's memo: a keyed hash is computed once per key, not per call. */
-  #keyName(clientId: string, policy: Policy, memo: StoreMemo | undefined): string {
-    if (memo?.storeKeyPolicy === policy && memo.storeKey !== undefined) return memo.storeKey;
-    const key = bucketKeyName(this.#prefix, clientId, policy, this.#hashKey);
-    if (memo) {
-      memo.storeKey = key;
-      memo.storeKeyPolicy = policy;
-    }
-    return key;
   }
 
   /** Lease calls waiting for the end of this event-loop turn, by algorithm. */
@@ -305,7 +288,7 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
   }
 
   async peek(clientId: string, policy: Policy): Promise<BucketView | undefined> {
-    const key = bucketKeyName(this.#prefix, clientId, policy, this.#hashKey);
+    const key = this.#bucketName(clientId, policy);
     const raw = await this.#call('bucket read', () => this.redis.getBuffer(key));
     const alg = algorithmOf(policy);
     const s = raw ? decodeBucketValue(raw, alg) : undefined;
@@ -313,7 +296,7 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
   }
 
   async reset(clientId: string, policy: Policy): Promise<void> {
-    const key = bucketKeyName(this.#prefix, clientId, policy, this.#hashKey);
+    const key = this.#bucketName(clientId, policy);
     await this.#call('bucket reset', () => this.redis.del(key));
   }
 
