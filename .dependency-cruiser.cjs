@@ -2,7 +2,7 @@
  * The layers of src/, lowest first, and which may import which. `npm run lint:deps`
  * (part of .ci/run) fails on a cycle or on an arrow that runs up a layer.
  *
- *   core           types, ports, clock: imports nothing of ours
+ *   core           types, ports, clock, per-object cache: imports nothing of ours
  *   log            winston; imports nothing of ours
  *   algorithms     pure algorithm steps            -> core
  *   protocol       the shared lease bookkeeping    -> core, algorithms
