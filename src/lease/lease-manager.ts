@@ -59,7 +59,7 @@ export type LeaseManagerOptions = {
   maxLeaseTokens: number;
   /** How much demand (in ms at the observed rate) a lease tries to cover. Default 0.8 × leaseTtlMs. */
   leaseCoverMs?: number;
-  /** Tokens a lease asks for when the key's rate is not known yet (its first request). Default 1. */
+  /** Tokens a lease asks for when the key's rate is not known yet (its first request), at most a tenth of its bucket. Default 4. */
   coldLeaseTokens?: number;
   /** Fetch the next lease when held tokens cover less than this much demand. Default 50. */
   refillAheadMs?: number;
@@ -153,7 +153,7 @@ export class LeaseManager {
     this.#sizing = {
       maxAhead: options.maxLeaseTokens,
       coverMs: options.leaseCoverMs ?? options.leaseTtlMs * 0.8,
-      coldTokens: options.coldLeaseTokens ?? 1,
+      coldTokens: options.coldLeaseTokens ?? 4,
       aheadMs: options.refillAheadMs ?? 50,
       leaseTtlMs: options.leaseTtlMs,
     };
@@ -466,31 +466,38 @@ export class LeaseManager {
       return;
     }
     this.#callsOut++;
-    this.#storeLease(k, req)
-      .then(
-        (reply) => {
-          this.#callEnded();
-          this.#replied(k, reply, need, now, unusedAtSend, forgets);
-        },
-        // The spends of a failed report are not sent again: Redis may have applied them
-        // and only the reply was lost, and counting them twice would over-admit. Unsent,
-        // they only hold refill back until the lease's generation expires.
-        (err: unknown) => {
-          this.#callEnded();
-          this.#failed(k, err);
-        },
-      )
-      .catch((err: unknown) => {
-        this.#log.error('lease reply handling failed', { error: (err as Error).message });
-      });
+    // Neither handler throws (a bug is logged), so the chain needs no `.catch` and its
+    // extra promise per call.
+    this.#storeLease(k, req).then(
+      (reply) => {
+        this.#callEnded();
+        this.#replied(k, reply, need, now, unusedAtSend, forgets);
+      },
+      // The spends of a failed report are not sent again: Redis may have applied them
+      // and only the reply was lost, and counting them twice would over-admit. Unsent,
+      // they only hold refill back until the lease's generation expires.
+      (err: unknown) => {
+        this.#callEnded();
+        this.#failedSafely(k, err);
+      },
+    );
   }
 
-  /** `#granted`, and a bug in it must not leave requests waiting forever. */
+  /** `#failed`, for a promise handler: a bug in it is logged, never an unhandled rejection. */
+  #failedSafely(k: KeyState, err: unknown): void {
+    try {
+      this.#failed(k, err);
+    } catch (bug) {
+      this.#log.error('lease reply handling failed', { error: (bug as Error).message });
+    }
+  }
+
+  /** `#granted`, and a bug in it must not leave requests waiting forever (nor throw). */
   #replied(k: KeyState, reply: LeaseReply, need: number, sentAt: number, unusedAtSend: number, forgets: number): void {
     try {
       this.#granted(k, reply, need, sentAt, unusedAtSend, forgets);
     } catch (err) {
-      this.#failed(k, err);
+      this.#failedSafely(k, err);
     }
   }
 

@@ -95,6 +95,8 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
   /** A bucket's key name (made once, so a lease call allocates no closure for `memoizedName`). */
   readonly #bucketName = (clientId: string, policy: Policy): string => bucketKeyName(this.#prefix, clientId, policy, this.#hashKey);
   readonly #onCall: NonNullable<RedisStoreOptions['onCall']>;
+  /** The lease script's ioredis command, by algorithm. */
+  readonly #leaseScripts = new Map<AlgorithmName, ScriptCall>();
 
   constructor(options: RedisStoreOptions) {
     this.#prefix = options.keyPrefix;
@@ -139,6 +141,7 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
       const source = options.leaseScripts?.[algorithm] ?? leaseScript(algorithm);
       // Declares one key (the batch's first, for routing); see lua/protocol.lua.
       this.redis.defineCommand(leaseCommand(algorithm), { lua: source, numberOfKeys: 1 });
+      this.#leaseScripts.set(algorithm, this.#script(leaseCommand(algorithm)));
     }
     this.redis.defineCommand('rlHeartbeat', { numberOfKeys: 1, lua: HEARTBEAT_SCRIPT });
   }
@@ -154,7 +157,7 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         timedOut = true;
-        reject(new Error(`no answer within ${this.#timeoutMs} ms`));
+        reject(new Error(this.#noAnswer));
       }, timeoutMs);
     });
     const t0 = performance.now();
@@ -163,13 +166,22 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
       this.#onCall(what, (performance.now() - t0) / 1000);
       return r;
     } catch (err) {
-      const kind = timedOut ? 'timeout' : err instanceof ReplyError ? 'reply' : /connect|closed|writeable|ready|ECONN/i.test((err as Error).message) ? 'connection' : 'other';
-      this.#onCall(what, (performance.now() - t0) / 1000, kind);
-      if (this.redis instanceof Cluster) this.#refreshSlots();
-      throw new StoreUnavailableError(`redis ${what} failed: ${(err as Error).message}`, { cause: err });
+      throw this.#callFailed(what, t0, err, timedOut);
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  get #noAnswer(): string {
+    return `no answer within ${this.#timeoutMs} ms`;
+  }
+
+  /** A failed call: counted by kind, the Cluster slot map refreshed, the error as StoreUnavailableError. */
+  #callFailed(what: string, t0: number, err: unknown, timedOut: boolean): StoreUnavailableError {
+    const kind = timedOut ? 'timeout' : err instanceof ReplyError ? 'reply' : /connect|closed|writeable|ready|ECONN/i.test((err as Error).message) ? 'connection' : 'other';
+    this.#onCall(what, (performance.now() - t0) / 1000, kind);
+    if (this.redis instanceof Cluster) this.#refreshSlots();
+    return new StoreUnavailableError(`redis ${what} failed: ${(err as Error).message}`, { cause: err });
   }
 
   #lastSlotsRefresh = 0;
@@ -255,35 +267,63 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
    * sent again key by key, which ioredis redirects; within each call's own deadline.
    */
   #send(algorithm: AlgorithmName, batch: PendingLease[], mayRetry: boolean): void {
-    const keys = batch.map((p) => p.key);
-    const argv = batch.map((p) => p.packed);
-    const timeoutMs = Math.max(1, Math.min(...batch.map((p) => p.deadlineMs)) - performance.now());
     // One declared key, the first: ioredis and Redis Cluster route (and refuse CROSSSLOT)
     // by declared keys; the script reads the batch's keys from its arguments.
-    const run = () => this.#script(leaseCommand(algorithm)).call(this.redis, keys[0] as string, keys.length, ...keys, ...argv);
-    this.#call('lease', run, timeoutMs).then(
+    const n = batch.length;
+    const args: (string | number)[] = new Array(2 + 2 * n);
+    args[0] = (batch[0] as PendingLease).key;
+    args[1] = n;
+    let deadlineMs = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < n; i++) {
+      const p = batch[i] as PendingLease;
+      args[2 + i] = p.key;
+      args[2 + n + i] = p.packed;
+      if (p.deadlineMs < deadlineMs) deadlineMs = p.deadlineMs;
+    }
+    const t0 = performance.now();
+    // Settled once, by whichever comes first: the reply, the failure or the deadline. Not
+    // through `#call`: its async function, deadline promise and Promise.race were a third
+    // of the store's own cost of a cold key (profiled at 1,200 req/s of fresh keys).
+    let settled = false;
+    const fail = (err: unknown, timedOut: boolean) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      const error = this.#callFailed('lease', t0, err, timedOut);
+      // Refused because a key is not this node's (a slot moved, the map is stale): nothing
+      // ran (the script touches every key before writing any), so key by key through
+      // ioredis, which follows redirections, within what is left of each deadline. Never
+      // after a timeout or a lost connection: the steps may have run, and running a return
+      // twice would free permits another node holds.
+      if (mayRetry && n > 1 && this.redis instanceof Cluster && NOTHING_RAN.test(error.message)) {
+        for (const p of batch) this.#send(algorithm, [p], false);
+        return;
+      }
+      for (const p of batch) p.reject(error);
+    };
+    const timer = setTimeout(() => fail(new Error(this.#noAnswer), true), Math.max(1, deadlineMs - t0));
+    let call: Promise<unknown>;
+    try {
+      call = (this.#leaseScripts.get(algorithm) as ScriptCall).apply(this.redis, args);
+    } catch (err) {
+      call = Promise.reject(err);
+    }
+    call.then(
       (raw) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this.#onCall('lease', (performance.now() - t0) / 1000);
         let replies: LeaseReply[];
         try {
-          replies = parseLeaseReplies(raw, batch.length);
+          replies = parseLeaseReplies(raw, n);
         } catch (err) {
           for (const p of batch) p.reject(err as Error);
           return;
         }
-        batch.forEach((p, i) => p.resolve(replies[i] as LeaseReply));
+        for (let i = 0; i < n; i++) (batch[i] as PendingLease).resolve(replies[i] as LeaseReply);
       },
-      (err: StoreUnavailableError) => {
-        // Refused because a key is not this node's (a slot moved, the map is stale): nothing
-        // ran (the script touches every key before writing any), so key by key through
-        // ioredis, which follows redirections, within what is left of each deadline. Never
-        // after a timeout or a lost connection: the steps may have run, and running a return
-        // twice would free permits another node holds.
-        if (mayRetry && batch.length > 1 && this.redis instanceof Cluster && NOTHING_RAN.test(err.message)) {
-          for (const p of batch) this.#send(algorithm, [p], false);
-          return;
-        }
-        for (const p of batch) p.reject(err);
-      },
+      (err: unknown) => fail(err, false),
     );
   }
 
