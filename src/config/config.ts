@@ -61,7 +61,7 @@ const schema = z.object({
   LOCAL_MAX_KEYS: int(1, 10_000_000).default(100_000),
   LEASE_TTL_MS: int(10, 600_000).default(30_000),
   LEASE_MAX_TOKENS: int(0, 1_000_000).default(20),
-  LEASE_COLD_TOKENS: int(1, 1_000_000).default(1),
+  LEASE_COLD_TOKENS: int(1, 1_000_000).default(4),
   LOG_LEVEL: z.enum(['error', 'warn', 'info', 'debug'], { error: 'one of error, warn, info, debug' }).default('info'),
   POLICY_FILE: z.string().min(1).optional(),
   POLICY_SOURCE: z.enum(['redis', 'file'], { error: 'redis or file' }).default('redis'),

@@ -75,6 +75,22 @@ describe('LeaseManager on one node', () => {
     expect(allowed(await burst(manager, 50))).toBe(10);
   });
 
+  it('a cold key leases coldLeaseTokens (a tenth of its bucket at most), so its next requests are local', async () => {
+    const { clock, store, manager } = setup({ coldLeaseTokens: 4 });
+    expect((await manager.check('cold', policy)).source).toBe('global');
+    for (let i = 0; i < 3; i++) {
+      clock.advance(200); // within the lease's TTL (1 s here)
+      expect(manager.check('cold', policy)).toMatchObject({ allowed: true, source: 'local' });
+    }
+    // One call a request waited on; any other is a refill-ahead nobody waits for (need 0).
+    expect(store.calls.filter((c) => c.need > 0)).toHaveLength(1);
+    expect(store.calls[0]).toMatchObject({ need: 1, extra: 3 });
+    // A bucket of 10: a guess takes 1 token, not 4 of the 10.
+    const small: Policy = { name: 'small', algorithm: 'token_bucket', capacity: 10, refillPerSec: 1 };
+    await manager.check('cold', small);
+    expect(store.calls.at(-1)).toMatchObject({ need: 1, extra: 0 });
+  });
+
   it('shares one lease call among requests that arrive while it is in flight', async () => {
     const { store, manager } = setup();
     const pending = Array.from({ length: 10 }, () => manager.check('k', policy));
@@ -404,7 +420,7 @@ describe('LeaseManager hardening (regressions)', () => {
   });
 
   it('close() waits for returns issued by replies that land while it closes', async () => {
-    const { store, manager } = heldSetup({ leaseTtlMs: 10_000, coldLeaseTokens: 5 });
+    const { store, manager } = heldSetup({ leaseTtlMs: 10_000, coldLeaseTokens: 4 });
     const first = manager.check('k', policy); // a lease call in flight
     let closed = false;
     const closing = manager.close().then(() => {
@@ -414,7 +430,7 @@ describe('LeaseManager hardening (regressions)', () => {
     await first;
     for (let i = 0; i < 10 && store.held.length === 0; i++) await tick();
     expect(store.held).toHaveLength(1); // the return call is out...
-    expect(store.calls.at(-1)?.report).toMatchObject({ keep: false, unused: 4 });
+    expect(store.calls.at(-1)?.report).toMatchObject({ keep: false, unused: 3 });
     await tick();
     expect(closed).toBe(false); // ...and close() is still waiting for it
     store.release();
@@ -459,10 +475,10 @@ describe('LeaseManager hardening (regressions)', () => {
   });
 
   it('keeps keys seen twice when a flood of made-up keys arrives (they only evict each other)', async () => {
-    const { store, manager } = setup({ maxKeys: 100, coldLeaseTokens: 5 });
+    const { store, manager } = setup({ maxKeys: 100, coldLeaseTokens: 4 });
     for (let i = 0; i < 50; i++) {
-      await manager.check(`real-${i}`, policy); // leases 5
-      await manager.check(`real-${i}`, policy); // seen again: main segment, 3 tokens left
+      await manager.check(`real-${i}`, policy); // leases 4
+      await manager.check(`real-${i}`, policy); // seen again: main segment, 2 tokens left
     }
     for (let i = 0; i < 5000; i++) await manager.check(`flood-${i}`, policy);
     const calls = store.calls.length;
@@ -550,7 +566,8 @@ describe('LeaseManager reservations (review finding)', () => {
 });
 
 describe('LeaseManager with windows', () => {
-  const fixed: Policy = { name: 'fixed', algorithm: 'fixed_window', capacity: 10, refillPerSec: 10, windowMs: 1000 };
+  // 50 per window: a cold lease of 5 is within a tenth of it.
+  const fixed: Policy = { name: 'fixed', algorithm: 'fixed_window', capacity: 50, refillPerSec: 50, windowMs: 1000 };
 
   it('spends a lease only until its window ends, then leases in the new window', async () => {
     const { clock, store, manager } = setup({ leaseTtlMs: 10_000, coldLeaseTokens: 5 });

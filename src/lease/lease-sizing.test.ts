@@ -16,6 +16,18 @@ describe('lease sizing', () => {
   });
 
   it.each([
+    // coldTokens, remaining, need, expected extra
+    [4, 40, 1, 3], // the default policy's first request: 4 tokens, 3 of them ahead
+    [4, 400, 1, 3], // a deep bucket: still coldTokens
+    [4, 20, 1, 1], // a tenth of 20 = 2 tokens, 1 ahead
+    [4, 10, 1, 0], // a small bucket (10): 1 token, nothing ahead
+    [4, 3, 1, 0], // at least the request itself, never less
+    [4, 40, 3, 1], // three requests already wait: topped up to 4
+  ])('a cold key with coldTokens %i and %i left, need %i: %i extra', (cold, remaining, need, expected) => {
+    expect(extraTokens(Number.NaN, 10, remaining, need, { ...o, coldTokens: cold })).toBe(expected);
+  });
+
+  it.each([
     // intervalMs, refillPerSec, remaining, need, expected extra
     [Number.NaN, 10, 40, 1, 0], // first request: coldTokens - need
     [200, 10, 40, 1, 19], // 5 req/s within a 10/s refill: top up to the demand

@@ -8,7 +8,8 @@
  *   demand expected over `coverMs` at the observed rate (`extra`; need + extra
  *   at most max(need, `maxAhead`)). The store grants `extra` only up to half of
  *   what is left, so leases shrink as the global bucket drains. A key's first
- *   lease asks for `coldTokens`.
+ *   lease asks for `coldTokens` (at most a tenth of its bucket): enough that a
+ *   key's next few requests are local, before its rate is known.
  * - Requests queued by a key draining its bucket (arriving faster than its
  *   policy refills, with fewer than four leases' worth left: a burst, an
  *   abuser) lease exactly what waits: prefetching for them would strand tokens
@@ -39,9 +40,16 @@ export function nextInterval(intervalMs: number, lastArrivalMs: number, nowMs: n
   return Number.isNaN(intervalMs) ? dt : intervalMs * 0.8 + dt * 0.2;
 }
 
-/** Tokens ahead of demand worth asking for: the demand over `coverMs` (cold: `coldTokens`). */
-export function aheadTokens(intervalMs: number, o: SizingOptions): number {
-  if (!(intervalMs >= 0)) return o.coldTokens;
+/** A cold key's lease takes at most this share of what its bucket has left (at least 1 token). */
+export const COLD_SHARE = 10;
+
+/**
+ * Tokens ahead of demand worth asking for: the demand over `coverMs`. A cold key (rate not
+ * known yet) asks for `coldTokens`, but at most a tenth of the `remaining` tokens: a guess
+ * must not pin much of a small bucket on one node while another node serves the client.
+ */
+export function aheadTokens(intervalMs: number, o: SizingOptions, remaining = Number.POSITIVE_INFINITY): number {
+  if (!(intervalMs >= 0)) return Math.min(o.coldTokens, Math.max(1, Math.floor(remaining / COLD_SHARE)));
   return Math.min(o.maxAhead, Math.floor(o.coverMs / Math.max(intervalMs, 0.01)));
 }
 
@@ -53,7 +61,7 @@ export function draining(intervalMs: number, refillPerSec: number, remaining: nu
 /** Tokens to ask for on top of `need`: none for a key draining its bucket, else up to the demand. */
 export function extraTokens(intervalMs: number, refillPerSec: number, remaining: number, need: number, o: SizingOptions): number {
   if (need > 0 && draining(intervalMs, refillPerSec, remaining, o)) return 0;
-  return Math.max(0, aheadTokens(intervalMs, o) - need);
+  return Math.max(0, aheadTokens(intervalMs, o, remaining) - need);
 }
 
 /**
