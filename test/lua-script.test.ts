@@ -133,6 +133,37 @@ describe('the lease script (lua/algorithms/<name>.lua + lua/protocol.lua)', () =
     }
   });
 
+  it('answers leases when the call observer (metrics) throws, and answers a frozen Redis with a timeout by the deadline', async () => {
+    let observed = 0;
+    const throwing = new RedisStore({
+      url: redis.url,
+      commandTimeoutMs: 200,
+      keyPrefix: PREFIX,
+      onCall: () => {
+        observed++;
+        throw new Error('metrics bug');
+      },
+    });
+    try {
+      expect(await throwing.ready(5000)).toBe(true);
+      const reply = await throwing.lease('observer-client', tb(40, 10, 'observer'), { need: 1, extra: 0, leaseTtlMs: 1000 });
+      expect(reply.granted).toBe(1);
+      expect(observed).toBe(1);
+      redis.freeze();
+      const t0 = performance.now();
+      const late = throwing.lease('observer-client', tb(40, 10, 'observer'), { need: 1, extra: 0, leaseTtlMs: 1000 });
+      // Our deadline or ioredis's commandTimeout (the same 200 ms), whichever fires first.
+      await expect(late).rejects.toThrow(/no answer within 200 ms|timed out/i);
+      // The deadline bounds the wait (with room for a busy machine's timers), and the
+      // observer saw the timeout too.
+      expect(performance.now() - t0).toBeLessThan(200 + 1500);
+      expect(observed).toBe(2);
+    } finally {
+      redis.thaw();
+      await throwing.close();
+    }
+  });
+
   it('carries the calls of one event-loop turn in one script call per algorithm, each key answered as if alone', async () => {
     const scriptCalls = async () => {
       const info = await inspect.info('commandstats');

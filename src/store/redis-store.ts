@@ -101,7 +101,18 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
   constructor(options: RedisStoreOptions) {
     this.#prefix = options.keyPrefix;
     this.#hashKey = options.hashKey ?? createKeyHasher();
-    this.#onCall = options.onCall ?? (() => {});
+    const onCall = options.onCall;
+    // A throwing observer (a metrics bug) must not turn a lease reply into a failure, nor
+    // throw out of the reply and deadline handlers of `#send`.
+    this.#onCall = onCall
+      ? (command, seconds, error) => {
+          try {
+            onCall(command, seconds, error);
+          } catch {
+            // ignored: metrics are not worth a request
+          }
+        }
+      : () => {};
     this.#timeoutMs = options.commandTimeoutMs;
     const perNode: RedisOptions = {
       commandTimeout: options.commandTimeoutMs,
