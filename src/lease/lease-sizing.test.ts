@@ -27,6 +27,11 @@ describe('lease sizing', () => {
     expect(extraTokens(Number.NaN, 10, remaining, need, { ...o, coldTokens: cold })).toBe(expected);
   });
 
+  it('a cold key never leases ahead of maxAhead (LEASE_MAX_TOKENS=0: nothing ahead)', () => {
+    expect(extraTokens(Number.NaN, 10, 40, 1, { ...o, coldTokens: 4, maxAhead: 0 })).toBe(0);
+    expect(extraTokens(Number.NaN, 10, 400, 1, { ...o, coldTokens: 8, maxAhead: 3 })).toBe(2);
+  });
+
   it.each([
     // intervalMs, refillPerSec, remaining, need, expected extra
     [Number.NaN, 10, 40, 1, 0], // first request: coldTokens - need

@@ -45,11 +45,13 @@ export const COLD_SHARE = 10;
 
 /**
  * Tokens ahead of demand worth asking for: the demand over `coverMs`. A cold key (rate not
- * known yet) asks for `coldTokens`, but at most a tenth of the `remaining` tokens: a guess
- * must not pin much of a small bucket on one node while another node serves the client.
+ * known yet) asks for `coldTokens`, but at most a tenth of the `remaining` tokens (a guess
+ * must not pin much of a small bucket on one node while another node serves the client)
+ * and at most `maxAhead`.
  */
 export function aheadTokens(intervalMs: number, o: SizingOptions, remaining = Number.POSITIVE_INFINITY): number {
-  if (!(intervalMs >= 0)) return Math.min(o.coldTokens, Math.max(1, Math.floor(remaining / COLD_SHARE)));
+  // Never more than maxAhead either: LEASE_MAX_TOKENS=0 means no token ahead of demand.
+  if (!(intervalMs >= 0)) return Math.min(o.coldTokens, o.maxAhead, Math.max(1, Math.floor(remaining / COLD_SHARE)));
   return Math.min(o.maxAhead, Math.floor(o.coverMs / Math.max(intervalMs, 0.01)));
 }
 
