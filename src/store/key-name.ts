@@ -16,7 +16,6 @@
  * buckets start full once, and the old names expire on their own (PX).
  */
 import * as crypto from 'node:crypto';
-import { createHash, createHmac } from 'node:crypto';
 import { algorithmOf } from '../algorithms/registry.js';
 import type { Policy, StoreMemo } from '../core/types.js';
 
@@ -31,9 +30,9 @@ const oneShot = (crypto as { hash?: (algorithm: string, data: string, encoding: 
 
 /** A keyed hasher when `secret` is set, else unkeyed SHA-256. */
 export function createKeyHasher(secret?: string): KeyHasher {
-  if (secret) return (clientId) => createHmac('sha256', secret).update(clientId).digest('base64url').slice(0, 22);
+  if (secret) return (clientId) => crypto.createHmac('sha256', secret).update(clientId).digest('base64url').slice(0, 22);
   if (oneShot) return (clientId) => oneShot('sha256', clientId, 'base64url').slice(0, 22);
-  return (clientId) => createHash('sha256').update(clientId).digest('base64url').slice(0, 22);
+  return (clientId) => crypto.createHash('sha256').update(clientId).digest('base64url').slice(0, 22);
 }
 
 /** `rl:{<hash>}:tb:<policy>`: the Redis key of one client's bucket under one policy. */

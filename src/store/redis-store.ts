@@ -38,7 +38,7 @@ import {
   type LeaseRequest,
   type Policy,
   type StoreHealth,
-    StoreUnavailableError,
+  StoreUnavailableError,
 } from '../core/types.js';
 import { perObject } from '../core/per-object.js';
 import { MAX_SPEND_GROUPS } from '../protocol/lease-step.js';
@@ -293,8 +293,8 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
     }
     const t0 = performance.now();
     // Settled once, by whichever comes first: the reply, the failure or the deadline. Not
-    // through `#call`: its async function, deadline promise and Promise.race were a third
-    // of the store's own cost of a cold key (profiled at 1,200 req/s of fresh keys).
+    // through `#call`: its async function alone was 2.6 of the store's 12.9 µs per request
+    // (sampled at 1,200 req/s of fresh keys), before its deadline promise and Promise.race.
     let settled = false;
     const fail = (err: unknown, timedOut: boolean) => {
       if (settled) return;
