@@ -17,10 +17,35 @@ import type { Lease } from './lease.js';
 /** A request waiting on a store call: `cost` tokens, reserved (`hold`) or spent at once. */
 export type Waiter = { cost: number; hold: boolean; resolve: (d: Decision) => void; reject: (e: Error) => void };
 
+/**
+ * No request waiting: one shared, frozen array, so a key that waits on nothing keeps none.
+ * Only `addWaiter` adds (it replaces this array) and only `takeWaiters` empties all at
+ * once; a push onto it would throw rather than make a request wait on every key.
+ */
+const NO_WAITERS = Object.freeze([]) as unknown as Waiter[];
+
+/**
+ * Adds a request to the key's waiters. The first one gets an array of exactly one slot:
+ * `push` onto an empty array reserves 17 (V8's growth), 136 bytes a cold key would keep
+ * for as long as it is held, though most keys never have a second waiter.
+ */
+export function addWaiter(k: KeyState, w: Waiter): void {
+  if (k.waiters === NO_WAITERS) k.waiters = [w];
+  else k.waiters.push(w);
+}
+
+/** Every request waiting, taken off the key (which then keeps no array). */
+export function takeWaiters(k: KeyState): Waiter[] {
+  const all = k.waiters;
+  k.waiters = NO_WAITERS;
+  return all;
+}
+
 export class KeyState implements StoreMemo {
   lease: Lease | undefined;
   inflight = false;
-  waiters: Waiter[] = [];
+  /** In arrival order; changed only through `addWaiter`, `takeWaiters` and `shift` (see NO_WAITERS). */
+  waiters: Waiter[] = NO_WAITERS;
   /** Denied here, without asking, until this time: the store said its bucket is dry. */
   deniedUntil = 0;
   lastArrival = Number.NaN;

@@ -41,9 +41,9 @@ import {
 } from '../core/types.js';
 import { type Logger, throttled } from '../log/logger.js';
 import { degradedDecision } from './degraded.js';
-import { KeyState, type Waiter } from './key-state.js';
+import { KeyState, type Waiter, addWaiter, takeWaiters } from './key-state.js';
 import { KeyTable } from './key-table.js';
-import { type Lease, applyReply, leaseReport, recordSpend } from './lease.js';
+import { type Lease, applyReply, clearSpends, leaseReport, recordSpend } from './lease.js';
 import { type SizingOptions, extraTokens, lowWater, nextInterval } from './lease-sizing.js';
 import { ReturnScheduler } from './return-scheduler.js';
 
@@ -97,8 +97,20 @@ export type LeaseStats = LeaseCounters & {
  */
 const worthReturning = (lease: Lease) => lease.tokens >= 1 || lease.spendTimes.length > 0;
 
+/**
+ * `<policy>\0`, one string per policy name: a state id made from it shares it, where a
+ * template literal would copy the name into every key's id (24 bytes kept per key).
+ */
+const idPrefixes = new Map<string, string>();
 /** The id a state is kept under: buckets are per (policy, client). NUL cannot occur in a policy name. */
-const stateId = (policyName: string, clientId: string) => `${policyName}\u0000${clientId}`;
+const stateId = (policyName: string, clientId: string): string => {
+  let prefix = idPrefixes.get(policyName);
+  if (prefix === undefined) {
+    prefix = `${policyName}\u0000`;
+    idPrefixes.set(policyName, prefix);
+  }
+  return prefix + clientId;
+};
 
 export class LeaseManager {
   readonly stats: LeaseStats = {
@@ -270,7 +282,7 @@ export class LeaseManager {
     }
     if (this.#store.leaseSync && !k.inflight) return this.#decideNow(k, now, cost, hold);
     return new Promise<Decision>((resolve, reject) => {
-      k.waiters.push({ cost, hold, resolve, reject });
+      addWaiter(k, { cost, hold, resolve, reject });
       if (!k.inflight) this.#lease(k, now);
     });
   }
@@ -284,7 +296,7 @@ export class LeaseManager {
     let decided: Decision | undefined;
     let failed: Error | undefined;
     const w: Waiter = { cost, hold, resolve: (d) => (decided = d), reject: (e) => (failed = e) };
-    k.waiters.push(w);
+    addWaiter(k, w);
     this.#lease(k, now);
     if (decided) return decided;
     if (failed) return Promise.reject(failed);
@@ -436,15 +448,12 @@ export class LeaseManager {
     if (this.#closed) {
       // A call the breaker granted reports its outcome, even one never sent.
       this.#breaker?.failure('rate limiter is shut down');
-      for (const w of k.waiters.splice(0)) w.reject(new StoreUnavailableError('rate limiter is shut down'));
+      for (const w of takeWaiters(k)) w.reject(new StoreUnavailableError('rate limiter is shut down'));
       return;
     }
     const report = k.lease ? leaseReport(k.lease, now, true) : undefined;
     // The spends are handed over: the next report starts empty.
-    if (k.lease) {
-      k.lease.spendTimes = [];
-      k.lease.spendCounts = [];
-    }
+    if (k.lease) clearSpends(k.lease);
     const unusedAtSend = report?.keep ? report.unused : 0;
     // A lease that could not be kept (expired here) is given back by this report.
     if (report && !report.keep) k.lease = undefined;
@@ -548,7 +557,9 @@ export class LeaseManager {
     while (k.waiters.length > 0) {
       const w = k.waiters[0] as Waiter;
       if (!k.spendable(now, w.cost, w.hold ? this.#maxHoldMs : 0)) break;
-      k.waiters.shift();
+      // The last one out leaves the key no array (see key-state.ts).
+      if (k.waiters.length === 1) takeWaiters(k);
+      else k.waiters.shift();
       w.resolve(this.#spend(k, now, w.cost, w.hold, 'global'));
     }
     // The global bucket has no whole token left: once the held ones are spent, deny here
@@ -559,7 +570,7 @@ export class LeaseManager {
     // Too early is safe: the next call just asks Redis again.
     if (reply.retryAfterMs > 0) k.deniedUntil = (sentAt + now) / 2 + reply.retryAfterMs;
     if (reply.granted < need) {
-      for (const w of k.waiters.splice(0)) w.resolve(this.#denial(k, now, 'global'));
+      for (const w of takeWaiters(k)) w.resolve(this.#denial(k, now, 'global'));
     } else if (k.waiters.length > 0) {
       // These arrived while the call was in flight: one more call, with them counted in it.
       this.#lease(k, now);
@@ -581,7 +592,7 @@ export class LeaseManager {
       }),
     );
     const now = this.#clock.nowMs();
-    for (const w of k.waiters.splice(0)) {
+    for (const w of takeWaiters(k)) {
       try {
         w.resolve(this.#degraded(k, now));
       } catch (e) {

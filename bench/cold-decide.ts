@@ -1,0 +1,143 @@
+/**
+ * `npm run bench:cold-decide`: what a key's first request costs this process, in
+ * process: policy engine, lease manager and the Redis store against a real
+ * redis-server (no HTTP). Every decision is for a key never seen before, paced
+ * one per event-loop turn as at 1,200 req/s (each waits its own batched lease
+ * call). Reports CPU µs per decision, GC ms per 1,000 decisions (V8's `gc`
+ * performance entries) and bytes allocated per decision (V8's sampling heap
+ * profiler, counting objects collected since), by function with `--top N`.
+ * CPU and GC are this process's alone, so the load generator and HTTP stack
+ * that blur `bench:cold` on two shared cores do not enter them.
+ *
+ *   npm run bench:cold-decide -- [--decisions 20000] [--rounds 3] [--top 0] [--concurrency 1]
+ */
+import { Session } from 'node:inspector/promises';
+import { PerformanceObserver } from 'node:perf_hooks';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { parseArgs } from 'node:util';
+import { systemClock } from '../src/core/clock.js';
+import { LeaseManager } from '../src/lease/lease-manager.js';
+import { silentLogger } from '../src/log/logger.js';
+import { createClientIp } from '../src/policy/client-ip.js';
+import { parsePolicyDocument } from '../src/policy/document.js';
+import { PolicyEngine } from '../src/policy/engine.js';
+import { createJwtVerifier } from '../src/policy/jwt.js';
+import { compilePolicies } from '../src/policy/rules.js';
+import { RedisStore } from '../src/store/redis-store.js';
+import { RedisProcess } from '../test/helpers/redis-server.js';
+import { makeApiKeys } from './lib/keys.js';
+
+const { values } = parseArgs({
+  options: {
+    decisions: { type: 'string', default: '20000' },
+    rounds: { type: 'string', default: '3' },
+    top: { type: 'string', default: '0' },
+    concurrency: { type: 'string', default: '1' },
+  },
+});
+const N = Number(values.decisions);
+const concurrency = Number(values.concurrency);
+
+// The seed's default policy (bucket 40, refill 10/s), one rule keyed by API key.
+const parsed = parsePolicyDocument({
+  policies: { default: { algorithm: 'token_bucket', limit: 40, windowSec: 4 } },
+  rules: [{ name: 'default', limits: ['default'] }],
+});
+if (!parsed.ok) throw new Error(`policy: ${JSON.stringify(parsed)}`);
+const compiled = compilePolicies(parsed.document);
+
+const redis = await RedisProcess.start();
+const store = new RedisStore({ url: redis.url, commandTimeoutMs: 1000, keyPrefix: 'rl:', onCall: () => {} });
+const manager = new LeaseManager({ store, clock: systemClock, logger: silentLogger(), maxKeys: 100_000, leaseTtlMs: 30_000, maxLeaseTokens: 20, newKeysPerSec: 1_000_000 });
+const engine = new PolicyEngine({
+  limiter: manager,
+  policies: () => compiled,
+  jwt: createJwtVerifier({ secret: 'x'.repeat(32) }),
+  clientIp: createClientIp({ trustedProxies: [], ipv6Prefix: 64 }),
+  servedMethods: new Set(['GET', 'HEAD']),
+});
+const inputFor = (key: string) => ({
+  method: 'GET',
+  path: '/resource',
+  header: (n: string) => (n === 'x-api-key' ? key : undefined),
+  headerCount: (n: string) => (n === 'x-api-key' ? 1 : 0),
+  peer: { remoteAddress: '127.0.0.1', forwardedFor: undefined },
+});
+
+let gcMs = 0;
+const gcObserver = new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) gcMs += e.duration;
+});
+gcObserver.observe({ entryTypes: ['gc'] });
+
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+/** `count` decisions of fresh keys, `concurrency` per event-loop turn; how many were allowed. */
+async function run(count: number): Promise<number> {
+  const keys = makeApiKeys(count);
+  let allowed = 0;
+  for (let i = 0; i < count; i += concurrency) {
+    const batch: Promise<void>[] = [];
+    for (let j = i; j < Math.min(count, i + concurrency); j++) {
+      const r = engine.decide(inputFor(keys[j] as string) as never);
+      batch.push(Promise.resolve(r).then((o) => void (o.kind === 'allowed' && allowed++)));
+    }
+    await Promise.all(batch);
+    await turn();
+  }
+  return allowed;
+}
+
+setFlagsFromString('--expose-gc');
+const collect = runInNewContext('gc') as () => void;
+/** Heap in use after a full collection: what the process keeps. */
+const retained = () => {
+  collect();
+  collect();
+  return process.memoryUsage().heapUsed;
+};
+
+await run(Math.min(N, 5000)); // warm the code (JIT), not the keys: every round's keys are new
+const session = new Session();
+session.connect();
+const rows: string[] = [];
+for (let round = 0; round < Number(values.rounds); round++) {
+  const profile = Number(values.top) > 0 && round === Number(values.rounds) - 1;
+  if (profile) {
+    await session.post('HeapProfiler.startSampling', { samplingInterval: 512, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  }
+  const heap0 = profile ? 0 : retained();
+  gcMs = 0;
+  const cpu0 = process.cpuUsage();
+  const allowed = await run(N);
+  const cpu = process.cpuUsage(cpu0);
+  await new Promise((r) => setTimeout(r, 50)); // let the gc entries arrive
+  const gcPer1000 = (gcMs * 1000) / N;
+  // Each decision's key stays held (the LRU has room): what a key costs the heap while held.
+  const kept = profile ? '' : `, ${((retained() - heap0) / N).toFixed(0)} B kept per key`;
+  rows.push(`round ${round + 1}: ${((cpu.user + cpu.system) / N).toFixed(1)} µs CPU/decision, GC ${gcPer1000.toFixed(2)} ms per 1,000${kept}, ${allowed}/${N} allowed`);
+  if (profile) {
+    const { profile: heap } = await session.post('HeapProfiler.stopSampling');
+    type Node = { callFrame: { functionName: string; url: string; lineNumber: number }; selfSize: number; children: Node[] };
+    const byFn = new Map<string, number>();
+    let total = 0;
+    const walk = (n: Node) => {
+      const f = n.callFrame;
+      const name = `${f.functionName || '(anonymous)'} ${f.url.replace(/^.*\/(node_modules|src|bench)\//, '$1/')}:${f.lineNumber + 1}`;
+      byFn.set(name, (byFn.get(name) ?? 0) + n.selfSize);
+      total += n.selfSize;
+      for (const c of n.children) walk(c);
+    };
+    walk(heap.head as Node);
+    rows.push(`allocated: ${(total / N).toFixed(0)} B/decision (sampled); by function:`);
+    for (const [name, bytes] of [...byFn].sort((a, b) => b[1] - a[1]).slice(0, Number(values.top))) {
+      rows.push(`  ${(bytes / N).toFixed(0).padStart(6)} B  ${name}`);
+    }
+  }
+}
+console.log(rows.join('\n'));
+gcObserver.disconnect();
+session.disconnect();
+await manager.close();
+await store.close?.();
+await redis.stop();
