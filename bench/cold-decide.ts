@@ -7,15 +7,19 @@
  * performance entries) and bytes allocated per decision (V8's sampling heap
  * profiler, counting objects collected since), by function with `--top N`.
  * CPU and GC are this process's alone, so the load generator and HTTP stack
- * that blur `bench:cold` on two shared cores do not enter them.
+ * that blur `bench:cold` on two shared cores do not enter them. `--system
+ * rlflex` measures rate-limiter-flexible's `consume` the same way (its Redis
+ * limiter, as bench/peers configures it), for a baseline in the same run.
  *
- *   npm run bench:cold-decide -- [--decisions 20000] [--rounds 3] [--top 0] [--concurrency 1]
+ *   npm run bench:cold-decide -- [--decisions 20000] [--rounds 3] [--top 0] [--concurrency 1] [--system tandem|rlflex]
  */
 import { Session } from 'node:inspector/promises';
-import { PerformanceObserver } from 'node:perf_hooks';
+import { PerformanceObserver, constants } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { parseArgs } from 'node:util';
+import { Redis } from 'ioredis';
+import { RateLimiterRedis } from 'rate-limiter-flexible';
 import { systemClock } from '../src/core/clock.js';
 import { LeaseManager } from '../src/lease/lease-manager.js';
 import { silentLogger } from '../src/log/logger.js';
@@ -34,6 +38,7 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '3' },
     top: { type: 'string', default: '0' },
     concurrency: { type: 'string', default: '1' },
+    system: { type: 'string', default: 'tandem' },
   },
 });
 const N = Number(values.decisions);
@@ -57,17 +62,33 @@ const engine = new PolicyEngine({
   clientIp: createClientIp({ trustedProxies: [], ipv6Prefix: 64 }),
   servedMethods: new Set(['GET', 'HEAD']),
 });
-const inputFor = (key: string) => ({
-  method: 'GET',
-  path: '/resource',
-  header: (n: string) => (n === 'x-api-key' ? key : undefined),
-  headerCount: (n: string) => (n === 'x-api-key' ? 1 : 0),
-  peer: { remoteAddress: '127.0.0.1', forwardedFor: undefined },
-});
+// rate-limiter-flexible as bench/peers/peers.ts runs it (bucket 40 per 4 s).
+const rlflexClient = new Redis(redis.url, { enableOfflineQueue: true, maxRetriesPerRequest: 1, commandTimeout: 1000 });
+const rlflex = new RateLimiterRedis({ storeClient: rlflexClient, keyPrefix: 'rlflx', points: 40, duration: 4 });
+/** One decision of `key` by the system measured: true when allowed. */
+const decideOne =
+  values.system === 'rlflex'
+    ? (key: string): Promise<boolean> => rlflex.consume(key).then(() => true, () => false)
+    : (key: string): Promise<boolean> => Promise.resolve(engine.decide(inputFor(key) as never)).then((o) => o.kind === 'allowed');
+
+function inputFor(key: string) {
+  return {
+    method: 'GET',
+    path: '/resource',
+    header: (n: string) => (n === 'x-api-key' ? key : undefined),
+    headerCount: (n: string) => (n === 'x-api-key' ? 1 : 0),
+    peer: { remoteAddress: '127.0.0.1', forwardedFor: undefined },
+  };
+}
 
 let gcMs = 0;
+/** Durations of this round's scavenges (minor GCs), ms: a pause every request in flight waits out. */
+let scavenges: number[] = [];
 const gcObserver = new PerformanceObserver((list) => {
-  for (const e of list.getEntries()) gcMs += e.duration;
+  for (const e of list.getEntries()) {
+    gcMs += e.duration;
+    if ((e as unknown as { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MINOR) scavenges.push(e.duration);
+  }
 });
 gcObserver.observe({ entryTypes: ['gc'] });
 
@@ -79,8 +100,7 @@ async function run(count: number): Promise<number> {
   for (let i = 0; i < count; i += concurrency) {
     const batch: Promise<void>[] = [];
     for (let j = i; j < Math.min(count, i + concurrency); j++) {
-      const r = engine.decide(inputFor(keys[j] as string) as never);
-      batch.push(Promise.resolve(r).then((o) => void (o.kind === 'allowed' && allowed++)));
+      batch.push(decideOne(keys[j] as string).then((ok) => void (ok && allowed++)));
     }
     await Promise.all(batch);
     await turn();
@@ -108,6 +128,7 @@ for (let round = 0; round < Number(values.rounds); round++) {
   }
   const heap0 = profile ? 0 : retained();
   gcMs = 0;
+  scavenges = [];
   const cpu0 = process.cpuUsage();
   const allowed = await run(N);
   const cpu = process.cpuUsage(cpu0);
@@ -115,7 +136,10 @@ for (let round = 0; round < Number(values.rounds); round++) {
   const gcPer1000 = (gcMs * 1000) / N;
   // Each decision's key stays held (the LRU has room): what a key costs the heap while held.
   const kept = profile ? '' : `, ${((retained() - heap0) / N).toFixed(0)} B kept per key`;
-  rows.push(`round ${round + 1}: ${((cpu.user + cpu.system) / N).toFixed(1)} µs CPU/decision, GC ${gcPer1000.toFixed(2)} ms per 1,000${kept}, ${allowed}/${N} allowed`);
+  scavenges.sort((a, b) => a - b);
+  const median = scavenges[Math.floor(scavenges.length / 2)] ?? 0;
+  const pauses = `${scavenges.length} scavenges, median ${median.toFixed(2)} ms, max ${(scavenges.at(-1) ?? 0).toFixed(2)} ms`;
+  rows.push(`round ${round + 1}: ${((cpu.user + cpu.system) / N).toFixed(1)} µs CPU/decision, GC ${gcPer1000.toFixed(2)} ms per 1,000 (${pauses})${kept}, ${allowed}/${N} allowed`);
   if (profile) {
     const { profile: heap } = await session.post('HeapProfiler.stopSampling');
     type Node = { callFrame: { functionName: string; url: string; lineNumber: number }; selfSize: number; children: Node[] };
@@ -139,5 +163,6 @@ console.log(rows.join('\n'));
 gcObserver.disconnect();
 session.disconnect();
 await manager.close();
-await store.close?.();
+await store.close();
+rlflexClient.disconnect();
 await redis.stop();
