@@ -1,15 +1,19 @@
 /**
  * `npm run bench:cold-decide`: what a key's first request costs this process, in
  * process: policy engine, lease manager and the Redis store against a real
- * redis-server (no HTTP). Every decision is for a key never seen before, paced
- * one per event-loop turn as at 1,200 req/s (each waits its own batched lease
- * call). Reports CPU µs per decision, GC ms per 1,000 decisions (V8's `gc`
- * performance entries) and bytes allocated per decision (V8's sampling heap
- * profiler, counting objects collected since), by function with `--top N`.
- * CPU and GC are this process's alone, so the load generator and HTTP stack
- * that blur `bench:cold` on two shared cores do not enter them. `--system
- * rlflex` measures rate-limiter-flexible's `consume` the same way (its Redis
- * limiter, as bench/peers configures it), for a baseline in the same run.
+ * redis-server (no HTTP). Every decision is for a key never seen before.
+ * `--concurrency 1` (the default) sends one at a time, as at 1,200 req/s where
+ * each waits its own lease call; `--concurrency 50` is a closed loop of 50.
+ *
+ * Reports, per round: CPU µs per decision, GC ms per 1,000 decisions and the
+ * round's scavenges (V8's `gc` performance entries), heap bytes kept per held
+ * key (after full collections), and on the last round with `--top N` bytes
+ * allocated per decision by function (V8's sampling heap profiler, counting
+ * objects collected since). CPU and GC are this process's alone, so the load
+ * generator and HTTP stack that blur `bench:cold` on two shared cores do not
+ * enter them. `--system rlflex` measures rate-limiter-flexible's `consume` the
+ * same way (its Redis limiter, as bench/peers configures it): a baseline in
+ * the same run.
  *
  *   npm run bench:cold-decide -- [--decisions 20000] [--rounds 3] [--top 0] [--concurrency 1] [--system tandem|rlflex]
  */
@@ -92,8 +96,14 @@ const gcObserver = new PerformanceObserver((list) => {
 });
 gcObserver.observe({ entryTypes: ['gc'] });
 
-const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
-/** `count` decisions of fresh keys, `concurrency` per event-loop turn; how many were allowed. */
+/**
+ * `count` decisions of fresh keys, `concurrency` at a time; how many were allowed. Each group
+ * starts from the continuation of the previous group's replies, which arrive in the
+ * event loop's I/O phase, as requests read from sockets do: their lease calls are flushed
+ * (setImmediate) in the same loop iteration, as a server's are. Starting each group from
+ * a setImmediate callback instead would cost the limiter an extra loop iteration per group
+ * that no server request pays.
+ */
 async function run(count: number): Promise<number> {
   const keys = makeApiKeys(count);
   let allowed = 0;
@@ -103,7 +113,6 @@ async function run(count: number): Promise<number> {
       batch.push(decideOne(keys[j] as string).then((ok) => void (ok && allowed++)));
     }
     await Promise.all(batch);
-    await turn();
   }
   return allowed;
 }

@@ -183,6 +183,25 @@ describe('the lease script (lua/algorithms/<name>.lua + lua/protocol.lua)', () =
     expect(replies.slice(120).every((r) => r.granted === 10 && r.remaining === 0)).toBe(true);
   });
 
+  it('answers every call of a batch through leaseTo exactly once, even when one caller\'s callback throws', async () => {
+    const outcomes: (number | string)[][] = Array.from({ length: 20 }, () => []);
+    const all = new Promise<void>((resolve) => {
+      let left = 20;
+      for (let i = 0; i < 20; i++) {
+        store.leaseTo(`to-${i}`, tb(5, 1, 'to'), { need: 1, extra: 0, leaseTtlMs: 1000 }, (err, reply) => {
+          outcomes[i]?.push(err ? err.message : (reply?.granted ?? -1));
+          if (--left === 0) resolve();
+          // A caller's bug in the middle of the batch: the calls after it are still answered.
+          if (i === 3) throw new Error('caller bug');
+        });
+      }
+    });
+    await all;
+    // Nothing calls back a second time, however late.
+    await new Promise((r) => setTimeout(r, 50));
+    expect(outcomes).toEqual(Array.from({ length: 20 }, () => [1]));
+  });
+
   it('keeps working after SCRIPT FLUSH (EVALSHA falls back to EVAL)', async () => {
     const policy = tb(40, 10);
     expect((await store.lease('flush', policy, { need: 1, extra: 0, leaseTtlMs: 1000 })).granted).toBe(1);

@@ -168,6 +168,9 @@ export type LeaseReply = {
   lifeMs: number;
 };
 
+/** Hands over a lease call's outcome: its error (a `StoreUnavailableError`), or its reply. */
+export type LeaseCallback = (err: Error | undefined, reply: LeaseReply | undefined) => void;
+
 /** Port: the global buckets, leased from. */
 export interface BucketStore {
   /** `global` when buckets are shared through Redis, `local-only` when they live in this process. */
@@ -183,6 +186,13 @@ export interface BucketStore {
    * must not throw.
    */
   leaseSync?(clientId: string, policy: Policy, req: LeaseRequest): LeaseReply;
+  /**
+   * `lease`, with the outcome handed to `done` instead of a promise: a key's first request
+   * then waits on one promise (its own) rather than three (the store's, the caller's
+   * reaction to it, its own), and allocates none of theirs. Optional; must not throw;
+   * calls `done` exactly once.
+   */
+  leaseTo?(clientId: string, policy: Policy, req: LeaseRequest, done: LeaseCallback): void;
 }
 
 /** Port: the global buckets as operators see them (the admin API). */

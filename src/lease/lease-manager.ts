@@ -33,8 +33,10 @@ import {
   type Decision,
   type DecisionSource,
   type DegradedMode,
+  type LeaseCallback,
   type LeaseCounters,
   type LeaseReply,
+  type LeaseRequest,
   type Policy,
   type StoreGate,
   StoreUnavailableError,
@@ -381,12 +383,32 @@ export class LeaseManager {
   }
 
   /** The store call, as a promise even if the store throws synchronously (a custom store, a bug). */
-  #storeLease(k: KeyState, req: Parameters<BucketStore['lease']>[2]): Promise<LeaseReply> {
+  #storeLease(k: KeyState, req: LeaseRequest): Promise<LeaseReply> {
     try {
       return this.#store.lease(k.clientId, k.policy, req);
     } catch (err) {
       return Promise.reject(err);
     }
+  }
+
+  /**
+   * The store call with its outcome handed to `done`, once: through the store's `leaseTo`
+   * when it has one (no promise per call), else through its promise.
+   */
+  #storeLeaseTo(k: KeyState, req: LeaseRequest, done: LeaseCallback): void {
+    if (this.#store.leaseTo) {
+      try {
+        this.#store.leaseTo(k.clientId, k.policy, req, done);
+      } catch (err) {
+        // A store that breaks its contract (must not throw) still answers its caller.
+        done(err as Error, undefined);
+      }
+      return;
+    }
+    this.#storeLease(k, req).then(
+      (reply) => done(undefined, reply),
+      (err: unknown) => done(err as Error, undefined),
+    );
   }
 
   /**
@@ -475,21 +497,15 @@ export class LeaseManager {
       return;
     }
     this.#callsOut++;
-    // Neither handler throws (a bug is logged), so the chain needs no `.catch` and its
-    // extra promise per call.
-    this.#storeLease(k, req).then(
-      (reply) => {
-        this.#callEnded();
-        this.#replied(k, reply, need, now, unusedAtSend, forgets);
-      },
+    // The callback does not throw (`#replied` and `#failedSafely` log a bug instead).
+    this.#storeLeaseTo(k, req, (err, reply) => {
+      this.#callEnded();
       // The spends of a failed report are not sent again: Redis may have applied them
       // and only the reply was lost, and counting them twice would over-admit. Unsent,
       // they only hold refill back until the lease's generation expires.
-      (err: unknown) => {
-        this.#callEnded();
-        this.#failedSafely(k, err);
-      },
-    );
+      if (err !== undefined) this.#failedSafely(k, err);
+      else this.#replied(k, reply as LeaseReply, need, now, unusedAtSend, forgets);
+    });
   }
 
   /** `#failed`, for a promise handler: a bug in it is logged, never an unhandled rejection. */

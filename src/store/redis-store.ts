@@ -34,6 +34,7 @@ import {
   type BucketStore,
   type BucketView,
   type FleetStore,
+  type LeaseCallback,
   type LeaseReply,
   type LeaseRequest,
   type Policy,
@@ -52,11 +53,27 @@ type PendingLease = {
   key: string;
   /** The key's arguments, comma-separated numbers (lua/protocol.lua unpacks them). */
   packed: string;
-  resolve: (r: LeaseReply) => void;
-  reject: (e: Error) => void;
+  /** Its caller's callback; undefined once called (see `settle`). */
+  done: LeaseCallback | undefined;
   /** performance.now() by which it must settle. */
   deadlineMs: number;
 };
+
+/**
+ * Hands `p` its outcome, once: later outcomes (a batch's bug path after a reply) are
+ * dropped, as a promise would drop them. A callback that throws is a bug of its caller
+ * and must not keep the batch's other calls waiting.
+ */
+function settle(p: PendingLease, err: Error | undefined, reply?: LeaseReply): void {
+  const done = p.done;
+  if (done === undefined) return;
+  p.done = undefined;
+  try {
+    done(err, reply);
+  } catch {
+    // the caller's bug; the lease manager's callbacks do not throw
+  }
+}
 /** Cluster refusals that mean the script ran no step: the batch may be sent again. */
 const NOTHING_RAN = /MOVED|ASK|TRYAGAIN|CLUSTERDOWN|CROSSSLOT|non local key/;
 /** Most keys one script call carries (its reply and arguments stay small). */
@@ -210,6 +227,19 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
    * deadline of being made, whatever happens to the others.
    */
   lease(clientId: string, policy: Policy, req: LeaseRequest): Promise<LeaseReply> {
+    return new Promise<LeaseReply>((resolve, reject) => this.leaseTo(clientId, policy, req, (err, reply) => (err ? reject(err) : resolve(reply as LeaseReply))));
+  }
+
+  /** `lease`, its outcome handed to `done` (the lease manager's path: no promise per call). */
+  leaseTo(clientId: string, policy: Policy, req: LeaseRequest, done: LeaseCallback): void {
+    try {
+      this.#enqueue(clientId, policy, req, done);
+    } catch (err) {
+      done(new StoreUnavailableError(`lease call failed: ${(err as Error).message}`, { cause: err }), undefined);
+    }
+  }
+
+  #enqueue(clientId: string, policy: Policy, req: LeaseRequest, done: LeaseCallback): void {
     const r = req.report;
     // One argument per key, not a dozen: ioredis's per-argument work (conversion, length,
     // framing) was most of the client's cost of a cold key (profiled: ioredis 16.9 µs/req).
@@ -224,18 +254,16 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
     }
     // A keyed hash (~2 µs): computed once per key and policy object, kept in the caller's memo.
     const key = memoizedName(req.memo, clientId, policy, this.#bucketName);
-    return new Promise<LeaseReply>((resolve, reject) => {
-      let queue = this.#pending.get(policy.algorithm);
-      if (!queue) {
-        queue = [];
-        this.#pending.set(policy.algorithm, queue);
-      }
-      queue.push({ key, packed, resolve, reject, deadlineMs: performance.now() + this.#timeoutMs });
-      if (!this.#flushScheduled) {
-        this.#flushScheduled = true;
-        setImmediate(this.#flush);
-      }
-    });
+    let queue = this.#pending.get(policy.algorithm);
+    if (!queue) {
+      queue = [];
+      this.#pending.set(policy.algorithm, queue);
+    }
+    queue.push({ key, packed, done, deadlineMs: performance.now() + this.#timeoutMs });
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setImmediate(this.#flush);
+    }
   }
 
   /** Lease calls waiting for the end of this event-loop turn, by algorithm. */
@@ -253,7 +281,7 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
         }
       } catch (err) {
         // A bug must not leave calls waiting: each settles once (later settles are no-ops).
-        for (const p of queue) p.reject(new StoreUnavailableError(`lease batch failed: ${(err as Error).message}`, { cause: err }));
+        for (const p of queue) settle(p, new StoreUnavailableError(`lease batch failed: ${(err as Error).message}`, { cause: err }));
       }
     }
   };
@@ -310,9 +338,11 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
         for (const p of batch) this.#send(algorithm, [p], false);
         return;
       }
-      for (const p of batch) p.reject(error);
+      for (const p of batch) settle(p, error);
     };
-    const timer = setTimeout(() => fail(new Error(this.#noAnswer), true), Math.max(1, deadlineMs - t0));
+    // Whole ms: Node keeps one timer list per duration, so a fractional one (what is left of
+    // the deadline) would make and drop a list of its own for every batch.
+    const timer = setTimeout(() => fail(new Error(this.#noAnswer), true), Math.max(1, Math.floor(deadlineMs - t0)));
     let call: Promise<unknown>;
     try {
       call = (this.#leaseScripts.get(algorithm) as ScriptCall).apply(this.redis, args);
@@ -329,10 +359,10 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
         try {
           replies = parseLeaseReplies(raw, n);
         } catch (err) {
-          for (const p of batch) p.reject(err as Error);
+          for (const p of batch) settle(p, err as Error);
           return;
         }
-        for (let i = 0; i < n; i++) (batch[i] as PendingLease).resolve(replies[i] as LeaseReply);
+        for (let i = 0; i < n; i++) settle(batch[i] as PendingLease, undefined, replies[i]);
       },
       (err: unknown) => fail(err, false),
     );
