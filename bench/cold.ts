@@ -62,7 +62,9 @@
  * - at the paced rate: client-side latency p50/p99/p99.9 (all rounds' samples
  *   pooled), p99 added = system p99 − `none` p99 (and `none-b`'s is the noise
  *   floor), and the server's event-loop delay p99 over the run (a
- *   `/__bench/loop/window`, ms beyond the 1 ms sampling interval; mean over rounds).
+ *   `/__bench/loop/window`, ms beyond the 1 ms sampling interval; mean over rounds),
+ *   and V8's collections in that window (GC pause ms per 1,000 requests, and the
+ *   longest pause of any round): whether the tail is the collector's or not.
  *
  * Writes bench/results/cold.md and cold.json (`--smoke`: cold-smoke.*) with the
  * date, the machine and the commit. Exits non-zero when a run produced no figures.
@@ -198,6 +200,9 @@ type Run = {
   foreignGenCore: number;
   latencies?: number[];
   loopP99Ms?: number;
+  /** V8's collections during the paced window: their total and longest pause, ms. */
+  gcMs?: number;
+  gcMaxMs?: number;
 };
 
 const COUNTERS = ['leaseCalls', 'aheadCalls', 'returnCalls', 'degradedDecisions'];
@@ -257,8 +262,11 @@ async function measure(
   run.foreignGenCore = Math.max(0, (g1 - g0 - res.genCpuMs - run.redis.cpuS * 1000 - (self.user + self.system) / 1000) / (w1 - w0));
   if ('latencies' in res) {
     run.latencies = res.latencies;
-    const loop = (await (await fetch(`${server.url}/__bench/loop`)).json()) as { windows: Record<string, { p99Ms: number }> };
-    run.loopP99Ms = loop.windows[loopName as string]?.p99Ms;
+    const loop = (await (await fetch(`${server.url}/__bench/loop`)).json()) as { windows: Record<string, { p99Ms: number; gcMs: number; gcMaxMs: number }> };
+    const w = loop.windows[loopName as string];
+    run.loopP99Ms = w?.p99Ms;
+    run.gcMs = w?.gcMs;
+    run.gcMaxMs = w?.gcMaxMs;
   }
   return run;
 }
@@ -325,6 +333,9 @@ type Row = {
   p999: number;
   p99Added: number;
   loopP99Ms: number;
+  /** GC pause ms per 1,000 paced requests, and the longest pause of any paced run. */
+  pacedGcMsPer1k: number;
+  pacedGcMaxMs: number;
   pacedServerCpuUsPerReq: number;
   pacedRedisCmdsPerReq: number | null;
   pacedRedisCpuMsPer1k: number | null;
@@ -391,6 +402,8 @@ function pool(runs: Run[]): Row[] {
           p999: percentile(lat, 99.9),
           p99Added: percentile(lat, 99) - baseP99,
           loopP99Ms: mean(paced.flatMap((r) => (r.loopP99Ms === undefined ? [] : [r.loopP99Ms]))),
+          pacedGcMsPer1k: (sum(paced.map((r) => r.gcMs ?? Number.NaN)) * 1000) / Math.max(1, pacedReq),
+          pacedGcMaxMs: Math.max(...paced.map((r) => r.gcMaxMs ?? Number.NaN)),
           pacedServerCpuUsPerReq: sum(paced.map((r) => r.serverCpuUs)) / Math.max(1, pacedReq),
           pacedRedisCmdsPerReq: usesRedis ? sum(paced.map((r) => r.redis.commands)) / Math.max(1, pacedReq) : null,
           pacedRedisCpuMsPer1k: usesRedis ? (sum(paced.map((r) => r.redis.cpuS)) * 1e6) / Math.max(1, pacedReq) : null,
@@ -427,13 +440,13 @@ function table(rows: Row[]): string {
 /** The paced runs' costs: at 1,200 req/s a cold key finds little to batch with. */
 function pacedTable(rows: Row[]): string {
   const lines = [
-    '| mix | keys | system | requests per run | server CPU µs/req | × bare CPU | Redis cmds/req | Redis CPU ms/1k req | loop delay p99 ms |',
-    `|${'---|'.repeat(3)}${'---:|'.repeat(6)}`,
+    '| mix | keys | system | requests per run | server CPU µs/req | × bare CPU | Redis cmds/req | Redis CPU ms/1k req | loop delay p99 ms | GC ms/1k req | longest GC pause ms |',
+    `|${'---|'.repeat(3)}${'---:|'.repeat(8)}`,
   ];
   for (const r of rows) {
     const bare = rows.find((x) => x.system === 'none' && x.mix === r.mix && x.variant === r.variant);
     lines.push(
-      `| ${r.mix} | ${r.variant} | ${r.system} | ${Math.round(r.pacedRequests / Math.max(1, r.pacedRuns))} | ${f(r.pacedServerCpuUsPerReq, 1)} | ${f(bare ? r.pacedServerCpuUsPerReq / bare.pacedServerCpuUsPerReq : Number.NaN, 2)} | ${f(r.pacedRedisCmdsPerReq, 3)} | ${f(r.pacedRedisCpuMsPer1k, 2)} | ${f(r.loopP99Ms, 2)} |`,
+      `| ${r.mix} | ${r.variant} | ${r.system} | ${Math.round(r.pacedRequests / Math.max(1, r.pacedRuns))} | ${f(r.pacedServerCpuUsPerReq, 1)} | ${f(bare ? r.pacedServerCpuUsPerReq / bare.pacedServerCpuUsPerReq : Number.NaN, 2)} | ${f(r.pacedRedisCmdsPerReq, 3)} | ${f(r.pacedRedisCpuMsPer1k, 2)} | ${f(r.loopP99Ms, 2)} | ${f(r.pacedGcMsPer1k, 2)} | ${f(r.pacedGcMaxMs, 2)} |`,
     );
   }
   return lines.join('\n');
@@ -545,7 +558,7 @@ async function main(): Promise<void> {
       `Closed loop: ${connections} connections, ${maxSeconds} s. Paced: ${pacedRps.toLocaleString('en-US')} req/s for ${pacedSeconds} s (bench/lib/timeline.ts's pacing; ` +
       `latencies pooled over rounds). ${pin ? 'Server pinned to core 0; load generator, Redis and this script to core 1.' : 'No CPU pinning.'} ` +
       `Ratios are per round against the same round's run, averaged. Server CPU, Redis cmds and Redis CPU: over the closed-loop run; Redis cmds/req from INFO commandstats, a script call counted once. ` +
-      `p99 added = p99 − none's p99 at the paced rate (none-b's is the noise floor); loop delay p99 = the server's event-loop delay over the paced run. ` +
+      `p99 added = p99 − none's p99 at the paced rate (none-b's is the noise floor); loop delay p99 = the server's event-loop delay over the paced run; GC ms/1k req and longest GC pause: V8's collections (perf_hooks gc entries) during the paced runs. ` +
       `gen. core busy = the load generator's CPU time over wall time in the closed loop (highest round; near 100%, the generator rather than the server set the pace); ` +
       `others on server core = share of the server's core used by other processes during the closed loop (mean over rounds; the machine is shared). ` +
       `A system's round in which other processes took more than ${100 * DISTURBED}% of either core during a run is run again (fresh process and keys), at most ${retries} times per bench run: ` +

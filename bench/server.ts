@@ -33,12 +33,14 @@
  * event-loop delay (perf_hooks.monitorEventLoopDelay, 1 ms resolution), per
  * wall-clock second: `GET /__bench/loop` gives per-second figures (with CPU ms and
  * the limiter's lease and return calls in that second) and named windows
- * registered beforehand with `GET /__bench/loop/window?name=..&from=<epoch ms>&to=<epoch ms>`.
+ * registered beforehand with `GET /__bench/loop/window?name=..&from=<epoch ms>&to=<epoch ms>`,
+ * each with V8's collections that began in it (perf_hooks `gc` entries: count, total
+ * and longest pause, and how many were scavenges).
  */
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { join } from 'node:path';
-import { type IntervalHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
+import { type IntervalHistogram, PerformanceObserver, constants as perfConstants, monitorEventLoopDelay } from 'node:perf_hooks';
 import { serve } from '@hono/node-server';
 import { type Context, Hono, type Next } from 'hono';
 import { createAdminApp } from '../src/admin/admin-app.js';
@@ -134,6 +136,24 @@ outer.get('/__bench/stats', (c) => {
 // Event-loop delay, opt-in so the other scenarios run exactly as before.
 const LOOP_RESOLUTION_MS = 1;
 type LoopFigures = { samples: number; p50Ms: number; p99Ms: number; maxMs: number; meanMs: number };
+/** V8's collections (with BENCH_LOOP_DELAY=1): when each began (epoch ms), how long it paused, and whether it was a scavenge. */
+const gcPauses: { at: number; ms: number; minor: boolean }[] = [];
+type GcFigures = { gcCount: number; gcMs: number; gcMaxMs: number; scavenges: number; scavengeMs: number };
+/** The collections that began in [from, to] (epoch ms). */
+function gcFigures(from: number, to: number): GcFigures {
+  const f: GcFigures = { gcCount: 0, gcMs: 0, gcMaxMs: 0, scavenges: 0, scavengeMs: 0 };
+  for (const g of gcPauses) {
+    if (g.at < from || g.at > to) continue;
+    f.gcCount++;
+    f.gcMs += g.ms;
+    f.gcMaxMs = Math.max(f.gcMaxMs, g.ms);
+    if (g.minor) {
+      f.scavenges++;
+      f.scavengeMs += g.ms;
+    }
+  }
+  return f;
+}
 /** The histogram holds intervals between timer ticks; the delay is what exceeds the resolution. */
 function loopFigures(h: IntervalHistogram): LoopFigures {
   const ms = (ns: number) => (h.count === 0 ? 0 : Math.max(0, ns / 1e6 - LOOP_RESOLUTION_MS));
@@ -144,6 +164,14 @@ const loopWindows = new Map<string, { from: number; to: number; h: IntervalHisto
 if (process.env.BENCH_LOOP_DELAY === '1') {
   const h = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
   h.enable();
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const kind = (e as unknown as { detail?: { kind?: number } }).detail?.kind;
+      gcPauses.push({ at: performance.timeOrigin + e.startTime, ms: e.duration, minor: kind === perfConstants.NODE_PERFORMANCE_GC_MINOR });
+    }
+    // A bench run lasts minutes: the last 100,000 collections are plenty.
+    if (gcPauses.length > 100_000) gcPauses.splice(0, gcPauses.length - 100_000);
+  }).observe({ entryTypes: ['gc'] });
   const counters = () => {
     const st = target.stats();
     return { cpu: process.cpuUsage(), leaseCalls: st.leaseCalls as number | undefined, returnCalls: st.returnCalls as number | undefined };
@@ -179,7 +207,7 @@ outer.get('/__bench/loop', (c) =>
   c.json({
     resolutionMs: LOOP_RESOLUTION_MS,
     seconds: loopSeconds,
-    windows: Object.fromEntries([...loopWindows].map(([name, w]) => [name, { from: w.from, to: w.to, ...loopFigures(w.h) }])),
+    windows: Object.fromEntries([...loopWindows].map(([name, w]) => [name, { from: w.from, to: w.to, ...loopFigures(w.h), ...gcFigures(w.from, w.to) }])),
   }),
 );
 const profileDir = process.env.BENCH_PROFILE_DIR;
