@@ -15,6 +15,11 @@
  * same way (its Redis limiter, as bench/peers configures it): a baseline in
  * the same run.
  *
+ * It runs compiled, as the bench servers do (`.bench-build/`, see bench/lib/processes.ts):
+ * under tsx, esbuild's `__name` wrapper would cost every function a decision creates,
+ * charged to our code and not to rate-limiter-flexible's plain JavaScript. `BENCH_TSX=1`
+ * runs the source as it is.
+ *
  *   npm run bench:cold-decide -- [--decisions 20000] [--rounds 3] [--top 0] [--concurrency 1] [--system tandem|rlflex]
  */
 import { Session } from 'node:inspector/promises';
@@ -35,6 +40,14 @@ import { compilePolicies } from '../src/policy/rules.js';
 import { RedisStore } from '../src/store/redis-store.js';
 import { RedisProcess } from '../test/helpers/redis-server.js';
 import { makeApiKeys } from './lib/keys.js';
+
+if (import.meta.url.endsWith('.ts') && process.env.BENCH_TSX !== '1') {
+  // Started from source (npm run, tsx): run the compiled harness instead, with the same arguments.
+  const { compileBench } = await import('./lib/processes.js');
+  const { spawnSync } = await import('node:child_process');
+  const r = spawnSync(process.execPath, [`${compileBench()}/bench/cold-decide.js`, ...process.argv.slice(2)], { stdio: 'inherit' });
+  process.exit(r.status ?? 1);
+}
 
 const { values } = parseArgs({
   options: {

@@ -152,8 +152,8 @@ describe('the lease script (lua/algorithms/<name>.lua + lua/protocol.lua)', () =
       redis.freeze();
       const t0 = performance.now();
       const late = throwing.lease('observer-client', tb(40, 10, 'observer'), { need: 1, extra: 0, leaseTtlMs: 1000 });
-      // Our deadline or ioredis's commandTimeout (the same 200 ms), whichever fires first.
-      await expect(late).rejects.toThrow(/no answer within 200 ms|timed out/i);
+      // The store's own deadline (ioredis's per-command timeout is not set).
+      await expect(late).rejects.toThrow(/no answer within 200 ms/);
       // The deadline bounds the wait (with room for a busy machine's timers), and the
       // observer saw the timeout too.
       expect(performance.now() - t0).toBeLessThan(200 + 1500);
@@ -161,6 +161,44 @@ describe('the lease script (lua/algorithms/<name>.lua + lua/protocol.lua)', () =
     } finally {
       redis.thaw();
       await throwing.close();
+    }
+  });
+
+  it('fails each batch of a frozen Redis at its own deadline, never before it, with one timer for all of them', async () => {
+    const bounded = new RedisStore({ url: redis.url, commandTimeoutMs: 300, keyPrefix: PREFIX });
+    try {
+      expect(await bounded.ready(5000)).toBe(true);
+      await bounded.lease('deadline-warm', tb(40, 10, 'deadline'), { need: 1, extra: 0, leaseTtlMs: 1000 });
+      redis.freeze();
+      // Three batches sent 100 ms apart: the shared timer, armed for the first, must fail the
+      // later ones at their own deadlines, not with the first.
+      const settledAfter = (i: number) => {
+        const t0 = performance.now();
+        return bounded.lease(`deadline-${i}`, tb(40, 10, 'deadline'), { need: 1, extra: 0, leaseTtlMs: 1000 }).then(
+          () => Number.NaN,
+          (err: Error) => {
+            expect(err.message).toMatch(/no answer within 300 ms/);
+            return performance.now() - t0;
+          },
+        );
+      };
+      const waits: Promise<number>[] = [];
+      for (let i = 0; i < 3; i++) {
+        waits.push(settledAfter(i));
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      for (const ms of await Promise.all(waits)) {
+        // Never early (the timer may round to 1 ms), and bounded (room for a busy machine's timers).
+        expect(ms).toBeGreaterThanOrEqual(298);
+        expect(ms).toBeLessThan(300 + 1500);
+      }
+      redis.thaw();
+      // Redis back: a call is answered, not failed by a timer left armed.
+      const reply = await bounded.lease('deadline-after', tb(40, 10, 'deadline'), { need: 1, extra: 0, leaseTtlMs: 1000 });
+      expect(reply.granted).toBe(1);
+    } finally {
+      redis.thaw();
+      await bounded.close();
     }
   });
 

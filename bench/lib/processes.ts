@@ -17,20 +17,28 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const SOURCE = fileURLToPath(new URL('../server.ts', import.meta.url));
 const BUILD = `${ROOT}.bench-build`;
 
-let built: string | undefined;
-/** The server's entry point: compiled on first use (see the module header), or its source under tsx. */
-function serverEntry(): { args: string[] } {
-  if (process.env.BENCH_TSX === '1') return { args: ['--import', 'tsx', SOURCE] };
-  if (built === undefined) {
+let built = false;
+/**
+ * Compiles the bench entry points (tsconfig.bench.json: the server and bench/cold-decide.ts,
+ * with what they import) into `.bench-build/`, once per process; answers that folder.
+ */
+export function compileBench(): string {
+  if (!built) {
     const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
     execFileSync(process.execPath, [tsc, '-p', `${ROOT}tsconfig.bench.json`], { cwd: ROOT, stdio: 'inherit' });
     // Read at run time relative to the compiled modules (src/store/lua-scripts.ts, bench/peers/peers.ts).
     cpSync(`${ROOT}lua`, `${BUILD}/lua`, { recursive: true });
     mkdirSync(`${BUILD}/bench/peers`, { recursive: true });
     cpSync(`${ROOT}bench/peers/seed-token-bucket.lua`, `${BUILD}/bench/peers/seed-token-bucket.lua`);
-    built = `${BUILD}/bench/server.js`;
+    built = true;
   }
-  return { args: [built] };
+  return BUILD;
+}
+
+/** The server's entry point: compiled on first use (see the module header), or its source under tsx. */
+function serverEntry(): { args: string[] } {
+  if (process.env.BENCH_TSX === '1') return { args: ['--import', 'tsx', SOURCE] };
+  return { args: [`${compileBench()}/bench/server.js`] };
 }
 
 export type ServerProcess = { url: string; proc: ChildProcess; stats(): Promise<Record<string, number | string>>; stop(): Promise<void> };

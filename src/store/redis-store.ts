@@ -8,9 +8,12 @@
  *
  * Every call is bounded, whatever ioredis does underneath: the offline queue is
  * off (a command while disconnected fails at once instead of waiting for a
- * reconnect), `commandTimeout` is set, and each call also races a timer of the
- * same length, which also covers Cluster redirections and retries. Failures and
- * replies of the wrong shape become `StoreUnavailableError`.
+ * reconnect), and each call has a deadline of its own (`commandTimeoutMs`), which
+ * also covers Cluster redirections, retries and the EVALSHA-then-EVAL fallback:
+ * lease batches share one deadline timer (`#inFlight`), other calls race a timer.
+ * ioredis's own per-command `commandTimeout` is not set: it would only duplicate
+ * those deadlines, at a Node timer per command. Failures and replies of the wrong
+ * shape become `StoreUnavailableError`.
  *
  * Batching: the lease calls made within one event-loop turn (requests read in
  * one poll phase, returns, refill-ahead) wait for `setImmediate` and travel as
@@ -74,6 +77,8 @@ function settle(p: PendingLease, err: Error | undefined, reply?: LeaseReply): vo
     // the caller's bug; the lease manager's callbacks do not throw
   }
 }
+/** A lease batch waiting for its reply: by `deadlineMs` (performance.now()) it is failed as timed out. */
+type InFlight = { deadlineMs: number; fail: (err: unknown, timedOut: boolean) => void };
 /** Cluster refusals that mean the script ran no step: the batch may be sent again. */
 const NOTHING_RAN = /MOVED|ASK|TRYAGAIN|CLUSTERDOWN|CROSSSLOT|non local key/;
 /** Most keys one script call carries (its reply and arguments stay small). */
@@ -132,7 +137,7 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
       : () => {};
     this.#timeoutMs = options.commandTimeoutMs;
     const perNode: RedisOptions = {
-      commandTimeout: options.commandTimeoutMs,
+      // No `commandTimeout`: every call has its own deadline (module header).
       connectTimeout: Math.max(1000, options.commandTimeoutMs),
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
@@ -327,7 +332,7 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
     const fail = (err: unknown, timedOut: boolean) => {
       if (settled) return;
       settled = true;
-      clearTimeout(timer);
+      this.#inFlight.delete(flight);
       const error = this.#callFailed('lease', t0, err, timedOut);
       // Refused because a key is not this node's (a slot moved, the map is stale): nothing
       // ran (the script touches every key before writing any), so key by key through
@@ -340,9 +345,8 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
       }
       for (const p of batch) settle(p, error);
     };
-    // Whole ms: Node keeps one timer list per duration, so a fractional one (what is left of
-    // the deadline) would make and drop a list of its own for every batch.
-    const timer = setTimeout(() => fail(new Error(this.#noAnswer), true), Math.max(1, Math.floor(deadlineMs - t0)));
+    const flight: InFlight = { deadlineMs, fail };
+    this.#watch(flight);
     let call: Promise<unknown>;
     try {
       call = (this.#leaseScripts.get(algorithm) as ScriptCall).apply(this.redis, args);
@@ -353,7 +357,7 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
       (raw) => {
         if (settled) return;
         settled = true;
-        clearTimeout(timer);
+        this.#inFlight.delete(flight);
         this.#onCall('lease', (performance.now() - t0) / 1000);
         let replies: LeaseReply[];
         try {
@@ -367,6 +371,48 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
       (err: unknown) => fail(err, false),
     );
   }
+
+  /**
+   * Lease batches in flight, each failed at its deadline by one shared timer rather than a
+   * timer of its own: a batch costs a set entry, not a Node timer set and cleared (with the
+   * timer list Node makes and drops for it when nothing else waits that long). The timer is
+   * armed for the earliest deadline; when it fires, it fails every batch past its deadline
+   * and is armed again for the earliest left. Batches answered in time leave the set, so
+   * under load it fires about once a deadline, finding nothing due.
+   */
+  readonly #inFlight = new Set<InFlight>();
+  #deadlineTimer: NodeJS.Timeout | undefined;
+  /** performance.now() at which the armed timer fires (Infinity: none armed). */
+  #timerAt = Number.POSITIVE_INFINITY;
+
+  #watch(f: InFlight): void {
+    this.#inFlight.add(f);
+    if (f.deadlineMs < this.#timerAt) this.#arm(f.deadlineMs);
+  }
+
+  #arm(at: number): void {
+    clearTimeout(this.#deadlineTimer);
+    this.#timerAt = at;
+    // Not ref'd: the Redis connection keeps the process alive while a call is out.
+    this.#deadlineTimer = setTimeout(this.#expire, Math.max(1, Math.ceil(at - performance.now()))).unref();
+  }
+
+  readonly #expire = (): void => {
+    this.#deadlineTimer = undefined;
+    this.#timerAt = Number.POSITIVE_INFINITY;
+    // Node's timers run on the loop's clock, whole ms, and may fire a fraction of a ms
+    // before `at` by performance.now(): a batch that close is due.
+    const now = performance.now() + 1;
+    let next = Number.POSITIVE_INFINITY;
+    const due: InFlight[] = [];
+    for (const f of this.#inFlight) {
+      if (f.deadlineMs <= now) due.push(f);
+      else if (f.deadlineMs < next) next = f.deadlineMs;
+    }
+    // Failed after the walk: a failure can send calls again (Cluster, key by key), which join the set.
+    for (const f of due) f.fail(new Error(this.#noAnswer), true);
+    if (next < this.#timerAt) this.#arm(next);
+  };
 
   async peek(clientId: string, policy: Policy): Promise<BucketView | undefined> {
     const key = this.#bucketName(clientId, policy);
