@@ -77,6 +77,7 @@ function settle(p: PendingLease, err: Error | undefined, reply?: LeaseReply): vo
     // the caller's bug; the lease manager's callbacks do not throw
   }
 }
+
 /** A lease batch waiting for its reply: by `deadlineMs` (performance.now()) it is failed as timed out. */
 type InFlight = { deadlineMs: number; fail: (err: unknown, timedOut: boolean) => void };
 /** Cluster refusals that mean the script ran no step: the batch may be sent again. */
