@@ -101,7 +101,8 @@ const worthReturning = (lease: Lease) => lease.tokens >= 1 || lease.spendTimes.l
 
 /**
  * `<policy>\0`, one string per policy name: a state id made from it shares it, where a
- * template literal would copy the name into every key's id (24 bytes kept per key).
+ * template literal would copy the name into every key's id (24 bytes kept per key). One
+ * entry per policy name this process has served: as many as the documents ever named.
  */
 const idPrefixes = new Map<string, string>();
 /** The id a state is kept under: buckets are per (policy, client). NUL cannot occur in a policy name. */
