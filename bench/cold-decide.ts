@@ -32,13 +32,9 @@ import { RateLimiterRedis } from 'rate-limiter-flexible';
 import { systemClock } from '../src/core/clock.js';
 import { LeaseManager } from '../src/lease/lease-manager.js';
 import { silentLogger } from '../src/log/logger.js';
-import { createClientIp } from '../src/policy/client-ip.js';
-import { parsePolicyDocument } from '../src/policy/document.js';
-import { PolicyEngine } from '../src/policy/engine.js';
-import { createJwtVerifier } from '../src/policy/jwt.js';
-import { compilePolicies } from '../src/policy/rules.js';
 import { RedisStore } from '../src/store/redis-store.js';
 import { RedisProcess } from '../test/helpers/redis-server.js';
+import { apiKeyEngine, apiKeyRequest } from './lib/in-process.js';
 import { makeApiKeys } from './lib/keys.js';
 
 if (import.meta.url.endsWith('.ts') && process.env.BENCH_TSX !== '1') {
@@ -61,24 +57,11 @@ const { values } = parseArgs({
 const N = Number(values.decisions);
 const concurrency = Number(values.concurrency);
 
-// The seed's default policy (bucket 40, refill 10/s), one rule keyed by API key.
-const parsed = parsePolicyDocument({
-  policies: { default: { algorithm: 'token_bucket', limit: 40, windowSec: 4 } },
-  rules: [{ name: 'default', limits: ['default'] }],
-});
-if (!parsed.ok) throw new Error(`policy: ${JSON.stringify(parsed)}`);
-const compiled = compilePolicies(parsed.document);
-
 const redis = await RedisProcess.start();
 const store = new RedisStore({ url: redis.url, commandTimeoutMs: 1000, keyPrefix: 'rl:', onCall: () => {} });
 const manager = new LeaseManager({ store, clock: systemClock, logger: silentLogger(), maxKeys: 100_000, leaseTtlMs: 30_000, maxLeaseTokens: 20, newKeysPerSec: 1_000_000 });
-const engine = new PolicyEngine({
-  limiter: manager,
-  policies: () => compiled,
-  jwt: createJwtVerifier({ secret: 'x'.repeat(32) }),
-  clientIp: createClientIp({ trustedProxies: [], ipv6Prefix: 64 }),
-  servedMethods: new Set(['GET', 'HEAD']),
-});
+// The seed's default policy (bucket 40, refill 10/s), one rule keyed by API key.
+const engine = apiKeyEngine(manager, 40, 4);
 // rate-limiter-flexible as bench/peers/peers.ts runs it (bucket 40 per 4 s).
 const rlflexClient = new Redis(redis.url, { enableOfflineQueue: true, maxRetriesPerRequest: 1, commandTimeout: 1000 });
 const rlflex = new RateLimiterRedis({ storeClient: rlflexClient, keyPrefix: 'rlflx', points: 40, duration: 4 });
@@ -86,17 +69,7 @@ const rlflex = new RateLimiterRedis({ storeClient: rlflexClient, keyPrefix: 'rlf
 const decideOne =
   values.system === 'rlflex'
     ? (key: string): Promise<boolean> => rlflex.consume(key).then(() => true, () => false)
-    : (key: string): Promise<boolean> => Promise.resolve(engine.decide(inputFor(key) as never)).then((o) => o.kind === 'allowed');
-
-function inputFor(key: string) {
-  return {
-    method: 'GET',
-    path: '/resource',
-    header: (n: string) => (n === 'x-api-key' ? key : undefined),
-    headerCount: (n: string) => (n === 'x-api-key' ? 1 : 0),
-    peer: { remoteAddress: '127.0.0.1', forwardedFor: undefined },
-  };
-}
+    : (key: string): Promise<boolean> => Promise.resolve(engine.decide(apiKeyRequest(key))).then((o) => o.kind === 'allowed');
 
 let gcMs = 0;
 /** Durations of this round's scavenges (minor GCs), ms: a pause every request in flight waits out. */

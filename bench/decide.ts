@@ -8,25 +8,19 @@ import { systemClock } from '../src/core/clock.js';
 import { LeaseManager } from '../src/lease/lease-manager.js';
 import { silentLogger } from '../src/log/logger.js';
 import { MemoryStore } from '../src/store/memory-store.js';
-import { createClientIp } from '../src/policy/client-ip.js';
-import { parsePolicyDocument } from '../src/policy/document.js';
-import { PolicyEngine } from '../src/policy/engine.js';
-import { createJwtVerifier } from '../src/policy/jwt.js';
-import { compilePolicies } from '../src/policy/rules.js';
-const parsed = parsePolicyDocument({ policies: { default: { algorithm: 'token_bucket', limit: 1000000, windowSec: 1 } }, rules: [{ name: 'default', limits: ['default'] }] });
-if (!parsed.ok) throw new Error('x');
-const compiled = compilePolicies(parsed.document);
+import type { RequestInput } from '../src/policy/engine.js';
+import { apiKeyEngine, apiKeyRequest } from './lib/in-process.js';
 const manager = new LeaseManager({ store: new MemoryStore({ clock: systemClock }), clock: systemClock, logger: silentLogger(), maxKeys: 100000, leaseTtlMs: 30000, maxLeaseTokens: 20 });
-const e = new PolicyEngine({ limiter: manager, policies: () => compiled, jwt: createJwtVerifier({ secret: 'x'.repeat(32) }), clientIp: createClientIp({ trustedProxies: [], ipv6Prefix: 64 }), servedMethods: new Set(['GET', 'HEAD']) });
+const e = apiKeyEngine(manager, 1_000_000, 1);
 const keys = Array.from({ length: 1000 }, (_, i) => `ak_${i}_0123456789abcdef`);
-const inputs = keys.map((k) => ({ method: 'GET', path: '/resource', header: (n: string) => (n === 'x-api-key' ? k : undefined), headerCount: (n: string) => (n === 'x-api-key' ? 1 : 0), peer: { remoteAddress: '127.0.0.1', forwardedFor: undefined } }));
+const inputs = keys.map(apiKeyRequest);
 for (const i of inputs) await e.decide(i);
 for (let round = 0; round < 3; round++) {
   let sync = 0;
   const t0 = performance.now();
   const N = 1_000_000;
   for (let j = 0; j < N; j++) {
-    const r = e.decide(inputs[j % 1000] as never);
+    const r = e.decide(inputs[j % 1000] as RequestInput);
     if (!(r instanceof Promise)) sync++;
     else await r;
   }

@@ -410,7 +410,8 @@ export class RedisStore implements BucketStore, BucketAdmin, FleetStore, StoreHe
       if (f.deadlineMs <= now) due.push(f);
       else if (f.deadlineMs < next) next = f.deadlineMs;
     }
-    // Failed after the walk: a failure can send calls again (Cluster, key by key), which join the set.
+    // Failed after the walk: a failure hands each call's outcome to its caller, whose callback
+    // may make new calls that join the set.
     for (const f of due) f.fail(new Error(this.#noAnswer), true);
     if (next < this.#timerAt) this.#arm(next);
   };
