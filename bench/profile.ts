@@ -9,7 +9,12 @@
  * (bench/lib/cpu-profile.ts). The CPU figures are sampled, so they carry the
  * sampler's overhead; compare them with each other, not with the throughput tables.
  *
- *   npm run bench:profile -- --seconds 10 --keys 12000 [--mix uniform] [--warmup 5] [--rate 1200] [--systems tandem] [--top 30]
+ * With `--survivors`, what the measured load allocates that outlives a young-generation
+ * collection instead (V8's sampling heap profiler in the server, which runs with
+ * --expose-gc for one last scavenge before the stop), in bytes per request by layer and
+ * by allocating function: what each scavenge copies and promotes.
+ *
+ *   npm run bench:profile -- --seconds 10 --keys 12000 [--mix uniform] [--warmup 5] [--rate 1200] [--systems tandem] [--top 30] [--survivors]
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,7 +22,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { RedisProcess } from '../test/helpers/redis-server.js';
-import { profileMarkdown, summarise } from './lib/cpu-profile.js';
+import { heapMarkdown, profileMarkdown, summarise, summariseHeap } from './lib/cpu-profile.js';
 import { makeApiKeys, uniform, zipf } from './lib/keys.js';
 import { startServer } from './lib/processes.js';
 
@@ -30,8 +35,12 @@ const { values } = parseArgs({
     mix: { type: 'string', default: 'zipf' },
     warmup: { type: 'string', default: '0' },
     top: { type: 'string', default: '15' },
+    survivors: { type: 'boolean', default: false },
   },
 });
+const survivors = values.survivors === true;
+// The server's last scavenge before the heap profile stops (bench/server.ts) needs gc().
+if (survivors) process.env.BENCH_NODE_ARGS = `${process.env.BENCH_NODE_ARGS ?? ''} --expose-gc`.trim();
 const seconds = Number(values.seconds);
 
 const redis = await RedisProcess.start();
@@ -53,12 +62,14 @@ try {
         requests: [{ method: 'GET', setupRequest: (req) => ({ ...req, headers: { ...req.headers, 'x-api-key': pick() } }) }],
       });
     if (Number(values.warmup) > 0) await load(Number(values.warmup));
-    await fetch(`${server.url}/__bench/profile/start`);
+    const what = survivors ? 'heap' : 'profile';
+    await fetch(`${server.url}/__bench/${what}/start`);
     const r = await load(seconds);
-    const { file } = (await (await fetch(`${server.url}/__bench/profile/stop`)).json()) as { file: string };
+    const { file } = (await (await fetch(`${server.url}/__bench/${what}/stop`)).json()) as { file: string };
     await server.stop();
     const codes = Object.entries(r.statusCodeStats ?? {}).map(([code, v]) => `${code}: ${v.count}`).join(', ');
-    out.push(profileMarkdown(`${system}, ${Math.round(r.requests.average)} req/s (${codes})`, summarise(file), r.requests.total, Number(values.top)), '');
+    const title = `${system}, ${Math.round(r.requests.average)} req/s (${codes})`;
+    out.push(survivors ? heapMarkdown(title, summariseHeap(file), r.requests.total, Number(values.top)) : profileMarkdown(title, summarise(file), r.requests.total, Number(values.top)), '');
   }
   console.log(out.join('\n'));
 } finally {

@@ -220,6 +220,22 @@ if (profileDir) {
     await session.post('Profiler.start');
     return c.json({ ok: true });
   });
+  // What the measured load allocates that outlives a young-generation collection (V8's
+  // sampling heap profiler, keeping the objects full collections freed but not those
+  // scavenges freed): what scavenges copy and promote. With --expose-gc, a last scavenge
+  // before the stop frees what the latest requests left, which no scavenge has seen yet.
+  outer.get('/__bench/heap/start', async (c) => {
+    await session.post('HeapProfiler.startSampling', { samplingInterval: 256, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: false });
+    return c.json({ ok: true });
+  });
+  outer.get('/__bench/heap/stop', async (c) => {
+    const gc = (globalThis as { gc?: (o: { type: 'minor' | 'major' }) => void }).gc;
+    gc?.({ type: 'minor' });
+    const { profile } = await session.post('HeapProfiler.stopSampling');
+    const file = join(profileDir, `${system}-${Date.now()}.heapprofile`);
+    writeFileSync(file, JSON.stringify(profile));
+    return c.json({ file });
+  });
   outer.get('/__bench/profile/stop', async (c) => {
     const { profile } = await session.post('Profiler.stop');
     const file = join(profileDir, `${system}-${Date.now()}.cpuprofile`);

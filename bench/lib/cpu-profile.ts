@@ -1,7 +1,8 @@
 /**
  * Summarises V8 `.cpuprofile` files (node --cpu-prof) as a text flame-graph
  * summary: self time by function, and by layer (our modules by folder, Hono,
- * ioredis, Node's HTTP, GC and the rest), each as µs per request.
+ * ioredis, Node's HTTP, GC and the rest), each as µs per request. Also V8's
+ * sampling heap profiles (`.heapprofile`), the same way in bytes per request.
  */
 import { readFileSync } from 'node:fs';
 
@@ -58,6 +59,40 @@ export function summarise(file: string): ProfileSummary {
   }
   const sorted = (m: Map<string, number>) => [...m].sort((a, b) => b[1] - a[1]);
   return { busyUs: busy, byLayer: sorted(layers), byFunction: sorted(fns) };
+}
+
+type HeapNode = { callFrame: { functionName: string; url: string; lineNumber: number }; selfSize: number; children: HeapNode[] };
+
+/** A sampling heap profile: bytes by layer and by allocating function (`busyUs` holds the total bytes). */
+export function summariseHeap(file: string): ProfileSummary {
+  const p = JSON.parse(readFileSync(file, 'utf8')) as { head: HeapNode };
+  const layers = new Map<string, number>();
+  const fns = new Map<string, number>();
+  let total = 0;
+  const walk = (n: HeapNode) => {
+    if (n.selfSize > 0) {
+      const { functionName, url, lineNumber } = n.callFrame;
+      total += n.selfSize;
+      const layer = layerOf(url, functionName);
+      layers.set(layer, (layers.get(layer) ?? 0) + n.selfSize);
+      const key = `${functionName || '(anonymous)'} ${url.replace(/^.*\/(src|bench|node_modules)\//, '$1/')}${url ? `:${lineNumber + 1}` : ''}`;
+      fns.set(key, (fns.get(key) ?? 0) + n.selfSize);
+    }
+    for (const c of n.children) walk(c);
+  };
+  walk(p.head);
+  const sorted = (m: Map<string, number>) => [...m].sort((a, b) => b[1] - a[1]);
+  return { busyUs: total, byLayer: sorted(layers), byFunction: sorted(fns) };
+}
+
+/** Markdown for `summariseHeap`: bytes per request over `requests`, by layer and top functions. */
+export function heapMarkdown(title: string, s: ProfileSummary, requests: number, top = 15): string {
+  const per = (b: number) => (b / requests).toFixed(1);
+  const lines = [`**${title}**: ${per(s.busyUs)} B per request outlived a scavenge (sampled; ${requests} requests)`, '', '| layer | B/req | share |', '|---|---:|---:|'];
+  for (const [k, v] of s.byLayer) if (v / s.busyUs >= 0.005) lines.push(`| ${k} | ${per(v)} | ${((100 * v) / s.busyUs).toFixed(1)}% |`);
+  lines.push('', '| allocated in | B/req |', '|---|---:|');
+  for (const [k, v] of s.byFunction.slice(0, top)) lines.push(`| \`${k.replace(/\|/g, '\\|')}\` | ${per(v)} |`);
+  return lines.join('\n');
 }
 
 /** Markdown: layers and the top functions, in µs per request over `requests`. */

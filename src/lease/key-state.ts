@@ -60,6 +60,8 @@ export class KeyState implements StoreMemo {
   evicted = false;
   /** In the return queue. */
   returnQueued = false;
+  /** The expiry its entry in the return scheduler's heap is for; Infinity when it has none. */
+  trackedAt = Number.POSITIVE_INFINITY;
   /** Bumped when what the node holds for the key is forgotten (limits changed, usage reset): calls sent before are void. */
   forgets = 0;
   /** The last reply came after the end of the window its permits were counted in (its waiters asked again). */

@@ -45,7 +45,7 @@ import { type Logger, throttled } from '../log/logger.js';
 import { degradedDecision } from './degraded.js';
 import { KeyState, type Waiter, addWaiter, takeWaiters } from './key-state.js';
 import { KeyTable } from './key-table.js';
-import { type Lease, applyReply, clearSpends, leaseReport, recordSpend } from './lease.js';
+import { type Lease, applyReply, clearSpends, expireNow, leaseReport, recordSpend } from './lease.js';
 import { type SizingOptions, extraTokens, lowWater, nextInterval } from './lease-sizing.js';
 import { ReturnScheduler } from './return-scheduler.js';
 
@@ -97,7 +97,7 @@ export type LeaseStats = LeaseCounters & {
  * A lease worth a return call: unused tokens to give back, or spends not yet reported
  * (until reported they hold refill back for every node, up to the generation's expiry).
  */
-const worthReturning = (lease: Lease) => lease.tokens >= 1 || lease.spendTimes.length > 0;
+const worthReturning = (lease: Lease) => lease.tokens >= 1 || lease.spends > 0;
 
 /**
  * `<policy>\0`, one string per policy name: a state id made from it shares it, where a
@@ -188,7 +188,8 @@ export class LeaseManager {
       returnsPerSec: options.returnsPerSec ?? 2000,
       timers: options.timers ?? true,
       clock: () => this.#clock.nowMs(),
-      due: (k, expiresAt) => k.lease?.expiresAt === expiresAt,
+      // A lease that ends with its window is not returned at expiry (see #granted).
+      expiry: (k) => (k.lease && !k.lease.windowLimited ? k.lease.expiresAt : undefined),
       send: (k, now) => this.#giveBack(k, now),
     });
   }
@@ -327,7 +328,7 @@ export class LeaseManager {
       if (k.lease) {
         // Expired here from now on: not spent again; the next call for the key, or the
         // paced return, gives its unused tokens back. Reservations still settle.
-        k.lease = { ...k.lease, expiresAt: Math.min(k.lease.expiresAt, now) };
+        expireNow(k.lease, now);
         this.#returns.queue(k);
       }
     }
@@ -546,7 +547,7 @@ export class LeaseManager {
       // requests waiting on it ask again under the new limits.
       this.#breaker?.success();
       if (k.lease) {
-        k.lease = { ...k.lease, expiresAt: Math.min(k.lease.expiresAt, now) };
+        expireNow(k.lease, now);
         this.#returns.queue(k);
       }
       if (k.waiters.length > 0) this.#lease(k, now);

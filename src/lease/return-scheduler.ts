@@ -7,6 +7,12 @@
  * leases (12,000 keys touched in a spike expire together a TTL later) never
  * stalls the node. The sweep starts early enough for the backlog to drain
  * before the leases expire. Eviction and shutdown queue returns too.
+ *
+ * A key has at most one entry in the heap, at the earliest expiry it was
+ * tracked for: a renewal, which only pushes the expiry later, adds none, and
+ * when the entry comes due for a lease that has been renewed since, it is put
+ * back at the lease's current expiry. So a lease call allocates no entry and the
+ * heap holds at most one entry per key, where it held one per call for a TTL.
  */
 import { Heap, Queue } from 'mnemonist';
 
@@ -19,14 +25,17 @@ export type ReturnSchedulerOptions<K> = {
   timers: boolean;
   /** Sends one key's return; resolves when it is done (never rejects). */
   send: (key: K, nowMs: number) => Promise<void> | undefined;
-  /** Whether the queued key still needs its return (the expiry entry may be outdated). */
-  due: (key: K, expiresAt: number) => boolean;
+  /** When the key's lease expires, if it is one to return at expiry; undefined otherwise. */
+  expiry: (key: K) => number | undefined;
   clock: () => number;
 };
 
 type Entry<K> = { key: K; expiresAt: number };
 
-export class ReturnScheduler<K extends { returnQueued: boolean }> {
+/** What the scheduler keeps on each key: whether it is queued, and its heap entry's expiry (Infinity: none). */
+export type Scheduled = { returnQueued: boolean; trackedAt: number };
+
+export class ReturnScheduler<K extends Scheduled> {
   readonly #expiries = new Heap<Entry<K>>((a, b) => a.expiresAt - b.expiresAt);
   readonly #queue = new Queue<K>();
   readonly #o: ReturnSchedulerOptions<K>;
@@ -50,6 +59,9 @@ export class ReturnScheduler<K extends { returnQueued: boolean }> {
 
   /** A lease of `key` that expires at `expiresAt`. */
   track(key: K, expiresAt: number): void {
+    // An entry no later than this one is in the heap: when it comes due, it is moved here.
+    if (key.trackedAt <= expiresAt) return;
+    key.trackedAt = expiresAt;
     this.#expiries.push({ key, expiresAt });
   }
 
@@ -70,7 +82,14 @@ export class ReturnScheduler<K extends { returnQueued: boolean }> {
       const e = this.#expiries.peek() as Entry<K>;
       if (e.expiresAt > now + lead) break;
       this.#expiries.pop();
-      if (this.#o.due(e.key, e.expiresAt)) this.queue(e.key);
+      const k = e.key;
+      // The key's earliest entry (a later one, pushed for an earlier expiry, is only re-checked).
+      if (k.trackedAt === e.expiresAt) k.trackedAt = Number.POSITIVE_INFINITY;
+      const current = this.#o.expiry(k);
+      if (current === undefined) continue;
+      if (current <= e.expiresAt) this.queue(k);
+      // Renewed since it was tracked: due later.
+      else this.track(k, current);
     }
   }
 

@@ -128,16 +128,19 @@ const cloneState = <S>(s: BucketState<S>): BucketState<S> => ({
 
 /**
  * One atomic step of the global bucket: expire generations, apply the report,
- * roll, grant.
+ * roll, grant. `prev` is left as it was, unless `inPlace`: then it becomes the
+ * new state (and the returned `state` is `prev` itself).
  *
  * @example
  * const { reply } = leaseStep(tokenBucketStep, undefined, { algorithm: 'token_bucket', capacity: 40, refillPerSec: 10 },
  *   { need: 1, extra: 4, leaseTtlMs: 1000 }, Date.now());
  * reply.granted; // 5
  */
-export function leaseStep<P, S>(alg: LeaseAlgorithm<P, S>, prev: BucketState<S> | undefined, p: P, req: LeaseRequest, nowIn: number): LeaseStep<S> {
+export function leaseStep<P, S>(alg: LeaseAlgorithm<P, S>, prev: BucketState<S> | undefined, p: P, req: LeaseRequest, nowIn: number, inPlace = false): LeaseStep<S> {
   const cap = alg.capacity(p);
-  const s = prev ? cloneState(prev) : freshState(alg, p, nowIn);
+  // In place for a store that keeps the state only for this step's result (the memory store):
+  // a copy per step would be four objects kept per request, for the collector to copy.
+  const s = prev ? (inPlace ? prev : cloneState(prev)) : freshState(alg, p, nowIn);
   // The store clock can step back (failover to a replica): never refill negatively.
   const now = Math.max(nowIn, s.updatedMs);
   let at = s.updatedMs;

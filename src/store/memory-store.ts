@@ -56,7 +56,8 @@ export class MemoryStore implements BucketStore, BucketAdmin, FleetStore, StoreH
     const id = memoizedName(req.memo, clientId, policy, bucketId);
     const held = this.#buckets.get(id);
     const prev = held && held.expiresAtMs > now ? held.state : undefined;
-    const step = leaseStep(algorithmOf(policy), prev, policy, req, now + this.#epochMs);
+    // In place: the held state is replaced by the step's result anyway (one process, no reader between).
+    const step = leaseStep(algorithmOf(policy), prev, policy, req, now + this.#epochMs, true);
     if (held) {
       held.state = step.state;
       held.expiresAtMs = now + step.ttlMs;
