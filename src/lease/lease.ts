@@ -67,6 +67,8 @@ export function leaseReport(lease: Lease, nowMs: number, keep: boolean): LeaseRe
   return {
     grantedAtMs: lease.grantedAtMs,
     registered: lease.registered,
+    // Given back, reserved tokens stay counted (their request may still spend them): the
+    // store frees them when the lease's generation expires.
     unused: keep ? lease.tokens + lease.reserved : lease.tokens,
     spends: reportedSpends(lease, nowMs),
     keep: keep && nowMs < lease.expiresAt,
@@ -113,9 +115,14 @@ export function recordSpend(lease: Lease, nowMs: number, cost: number): void {
  * // { id: 1, grantedAtMs: 1000, registered: 5, tokens: 5, expiresAt: 29_999, windowLimited: false, reserved: 0, spends: 0, ... }
  */
 export function applyReply(held: Lease | undefined, reply: LeaseReply, sentAtMs: number, unusedAtSend: number, ttlMs: number): Lease | undefined {
+  // One ms short of the store's deadline: Redis TIME is whole ms, performance.now() is not.
+  // Counted from sending, so the node stops before the store's deadline, which a window's
+  // end can bring closer than the TTL.
   const expiresAt = sentAtMs + Math.min(ttlMs, reply.lifeMs) - 1;
   const windowLimited = reply.lifeMs < ttlMs;
   if (reply.kept && held) {
+    // Renewed: the kept tokens and the new ones form one lease; spends made while the call
+    // was out belong to it and go in the next report.
     const registered = unusedAtSend + reply.granted;
     if (registered <= 0) return undefined;
     held.grantedAtMs = reply.grantedAtMs;
@@ -125,6 +132,7 @@ export function applyReply(held: Lease | undefined, reply: LeaseReply, sentAtMs:
     held.windowLimited = windowLimited;
     return held;
   }
+  // The old lease is dead in the store: what was spent from it in flight is not ours to report.
   if (reply.granted <= 0) return undefined;
   return {
     id: nextLeaseId++,
