@@ -188,7 +188,9 @@ export class LeaseManager {
       returnsPerSec: options.returnsPerSec ?? 2000,
       timers: options.timers ?? true,
       clock: () => this.#clock.nowMs(),
-      // A lease that ends with its window is not returned at expiry (see #granted).
+      // A lease that ends with its window is not returned at expiry (see #granted), nor one
+      // tracked after a failed call: its permits stay counted in the window that ended,
+      // which can only make the next window stricter (the sliding window weighs it in).
       expiry: (k) => (k.lease && !k.lease.windowLimited ? k.lease.expiresAt : undefined),
       send: (k, now) => this.#giveBack(k, now),
     });
