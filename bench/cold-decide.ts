@@ -34,6 +34,7 @@ import { LeaseManager } from '../src/lease/lease-manager.js';
 import { silentLogger } from '../src/log/logger.js';
 import { RedisStore } from '../src/store/redis-store.js';
 import { RedisProcess } from '../test/helpers/redis-server.js';
+import { type HeapProfile, summariseHeapProfile } from './lib/cpu-profile.js';
 import { apiKeyEngine, apiKeyRequest } from './lib/in-process.js';
 import { makeApiKeys } from './lib/keys.js';
 
@@ -137,19 +138,9 @@ for (let round = 0; round < Number(values.rounds); round++) {
   rows.push(`round ${round + 1}: ${((cpu.user + cpu.system) / N).toFixed(1)} µs CPU/decision, GC ${gcPer1000.toFixed(2)} ms per 1,000 (${pauses})${kept}, ${allowed}/${N} allowed`);
   if (profile) {
     const { profile: heap } = await session.post('HeapProfiler.stopSampling');
-    type Node = { callFrame: { functionName: string; url: string; lineNumber: number }; selfSize: number; children: Node[] };
-    const byFn = new Map<string, number>();
-    let total = 0;
-    const walk = (n: Node) => {
-      const f = n.callFrame;
-      const name = `${f.functionName || '(anonymous)'} ${f.url.replace(/^.*\/(node_modules|src|bench)\//, '$1/')}:${f.lineNumber + 1}`;
-      byFn.set(name, (byFn.get(name) ?? 0) + n.selfSize);
-      total += n.selfSize;
-      for (const c of n.children) walk(c);
-    };
-    walk(heap.head as Node);
+    const { busyUs: total, byFunction } = summariseHeapProfile(heap as unknown as HeapProfile);
     rows.push(`allocated: ${(total / N).toFixed(0)} B/decision (sampled); by function:`);
-    for (const [name, bytes] of [...byFn].sort((a, b) => b[1] - a[1]).slice(0, Number(values.top))) {
+    for (const [name, bytes] of byFunction.slice(0, Number(values.top))) {
       rows.push(`  ${(bytes / N).toFixed(0).padStart(6)} B  ${name}`);
     }
   }

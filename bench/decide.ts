@@ -10,7 +10,9 @@
  * other decision) or every 300 ms (a busy key: twenty spends per lease). Each
  * decision's allocations are sampled (V8's sampling heap profiler) and counted
  * only if they outlive a scavenge: the bytes each scavenge copies and promotes,
- * and where they are made. Bytes, not time: the figure hardly moves between runs.
+ * and where they are made. Bytes, not time, but sampled: the same build's figure
+ * moves between runs (by up to 2.2 × for returning keys here), so compare builds
+ * over several runs.
  */
 import { Session } from 'node:inspector/promises';
 import { setFlagsFromString } from 'node:v8';
@@ -20,6 +22,7 @@ import { LeaseManager } from '../src/lease/lease-manager.js';
 import { silentLogger } from '../src/log/logger.js';
 import { MemoryStore } from '../src/store/memory-store.js';
 import type { RequestInput } from '../src/policy/engine.js';
+import { type HeapProfile, summariseHeapProfile } from './lib/cpu-profile.js';
 import { apiKeyEngine, apiKeyRequest } from './lib/in-process.js';
 const manager = new LeaseManager({ store: new MemoryStore({ clock: systemClock }), clock: systemClock, logger: silentLogger(), maxKeys: 100000, leaseTtlMs: 30000, maxLeaseTokens: 20 });
 const e = apiKeyEngine(manager, 1_000_000, 1);
@@ -42,7 +45,6 @@ await manager.close();
 // Survivors: the seed's policy, 12,000 keys, on a clock moved by hand.
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as (o: { type: 'minor' | 'major' }) => void;
-type HeapNode = { callFrame: { functionName: string; lineNumber: number; url: string }; selfSize: number; children: HeapNode[] };
 
 /** Bytes per decision that outlive a scavenge, by allocating function, for keys each visited every `everyMs`. */
 async function survivors(label: string, everyMs: number, warmVisits: number, measuredVisits: number): Promise<void> {
@@ -83,20 +85,10 @@ async function survivors(label: string, everyMs: number, warmVisits: number, mea
   gc({ type: 'minor' });
   const { profile } = await session.post('HeapProfiler.stopSampling');
   session.disconnect();
-  const bySite = new Map<string, number>();
-  let total = 0;
-  const walk = (n: HeapNode) => {
-    if (n.selfSize > 0) {
-      const site = `${n.callFrame.functionName || '(anonymous)'} ${n.callFrame.url.replace(/^.*\/(src|node_modules|bench)\//, '$1/')}`;
-      bySite.set(site, (bySite.get(site) ?? 0) + n.selfSize);
-      total += n.selfSize;
-    }
-    for (const c of n.children) walk(c);
-  };
-  walk(profile.head as unknown as HeapNode);
+  const heap = summariseHeapProfile(profile as unknown as HeapProfile);
   const calls = (m.stats.leaseCalls - calls0) / measured;
-  console.log(`${label}: ${(total / measured).toFixed(0)} B per decision outlive a scavenge (sampled; ${calls.toFixed(2)} lease calls per decision)`);
-  for (const [site, bytes] of [...bySite].sort((a, b) => b[1] - a[1]).slice(0, 4)) console.log(`  ${(bytes / measured).toFixed(1).padStart(6)} B  ${site}`);
+  console.log(`${label}: ${(heap.busyUs / measured).toFixed(0)} B per decision outlive a scavenge (sampled; ${calls.toFixed(2)} lease calls per decision)`);
+  for (const [site, bytes] of heap.byFunction.slice(0, 4)) console.log(`  ${(bytes / measured).toFixed(1).padStart(6)} B  ${site}`);
   await m.close();
 }
 

@@ -23,8 +23,10 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { RedisProcess } from '../test/helpers/redis-server.js';
 import { makeApiKeys } from './lib/keys.js';
+import { gitCommit } from './lib/git-commit.js';
 import { type PacedResult, canPin, pinPid, startLoadGen } from './lib/pinned.js';
 import { startServer } from './lib/processes.js';
+import { percentile } from './lib/timeline.js';
 
 const { values } = parseArgs({
   options: {
@@ -49,8 +51,6 @@ const OTHER_CPU = pin ? '1' : undefined;
 
 type Window = { cpuUs: number; requests: number; errors: number; latencies: number[] };
 const runs = new Map<string, Window[][]>(systems.map((s) => [s, []]));
-
-const pct = (sorted: number[], p: number) => (sorted.length === 0 ? Number.NaN : (sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] as number));
 
 const redis = await RedisProcess.start();
 if (pin) {
@@ -99,7 +99,7 @@ for (const system of systems) {
     const ws = rs.map((r) => r[w] as Window);
     const lat = ws.flatMap((x) => x.latencies).sort((a, b) => a - b);
     const cpu = ws.reduce((s, x) => s + x.cpuUs / Math.max(1, x.requests), 0) / Math.max(1, ws.length);
-    const cell = { cpuUsPerReq: cpu, p50: pct(lat, 0.5), p99: pct(lat, 0.99), requests: ws.reduce((s, x) => s + x.requests, 0), errors: ws.reduce((s, x) => s + x.errors, 0) };
+    const cell = { cpuUsPerReq: cpu, p50: percentile(lat, 50), p99: percentile(lat, 99), requests: ws.reduce((s, x) => s + x.requests, 0), errors: ws.reduce((s, x) => s + x.errors, 0) };
     if (cell.requests === 0 || !Number.isFinite(cell.cpuUsPerReq)) missing = true;
     return cell;
   });
@@ -109,7 +109,7 @@ const header = Array.from({ length: windows }, (_, w) => `${(w * windowSeconds).
 const md = [
   '# Warm-up: the first seconds after a start',
   '',
-  `Date: ${new Date().toISOString()}. Machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}. Command: \`npm run bench:warmup (rounds ${rounds}, ${windows} windows of ${windowSeconds} s, ${rate} req/s)\`.`,
+  `Date: ${new Date().toISOString()}. Commit: ${gitCommit()}. Machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}. Command: \`npm run bench:warmup (rounds ${rounds}, ${windows} windows of ${windowSeconds} s, ${rate} req/s)\`.`,
   '',
   `A fresh server process and a fresh population of 12,000 API keys (Zipf(1)) per run, ${rate} req/s spread over each second, ${rounds} round(s) alternating the systems' order. Seconds count from the first request. Server pinned to core 0; generator and Redis to core 1. CPU: the server's CPU time over the window's requests, mean over rounds; latencies pooled over rounds.`,
   '',

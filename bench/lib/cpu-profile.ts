@@ -62,10 +62,16 @@ export function summarise(file: string): ProfileSummary {
 }
 
 type HeapNode = { callFrame: { functionName: string; url: string; lineNumber: number }; selfSize: number; children: HeapNode[] };
+/** A sampling heap profile as `HeapProfiler.stopSampling` returns it. */
+export type HeapProfile = { head: HeapNode };
+
+/** A `.heapprofile` file: bytes by layer and by allocating function (`busyUs` holds the total bytes). */
+export function summariseHeap(file: string): ProfileSummary {
+  return summariseHeapProfile(JSON.parse(readFileSync(file, 'utf8')) as HeapProfile);
+}
 
 /** A sampling heap profile: bytes by layer and by allocating function (`busyUs` holds the total bytes). */
-export function summariseHeap(file: string): ProfileSummary {
-  const p = JSON.parse(readFileSync(file, 'utf8')) as { head: HeapNode };
+export function summariseHeapProfile(p: HeapProfile): ProfileSummary {
   const layers = new Map<string, number>();
   const fns = new Map<string, number>();
   let total = 0;

@@ -50,7 +50,8 @@ export function seedSchedule(totalSeconds: number, burstEvery = 10): Phase[] {
   return phases;
 }
 
-function percentile(sorted: number[], p: number): number {
+/** The `p`th percentile (0–100) of ascending `sorted`; 0 when empty. */
+export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return 0;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
 }

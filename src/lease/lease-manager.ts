@@ -512,7 +512,7 @@ export class LeaseManager {
     });
   }
 
-  /** `#failed`, for a promise handler: a bug in it is logged, never an unhandled rejection. */
+  /** `#failed`, for the store's callback: a bug in it is logged, never thrown into the store. */
   #failedSafely(k: KeyState, err: unknown): void {
     try {
       this.#failed(k, err);
