@@ -132,6 +132,8 @@ export function createService(config: Config, deps: { logger: Logger; clock?: Cl
     liveNodes: () => monitor?.liveNodes ?? 1,
     clientLabel: hashKey,
     maxHoldMs: 2 * config.redisTimeoutMs + 200,
+    // Embedded: the buckets are in this process, so requests are decided against them, no leases.
+    direct: !usesRedis,
   });
   const policy: Policy = config.policy;
   // A bad policy or clients file throws here: the process does not start with it.

@@ -148,7 +148,28 @@ export type LeaseRequest = {
  * keyed hash of the client id, ~2 µs to compute; memory: the map key, built and hashed
  * once), valid for the policy object it was made for.
  */
-export type StoreMemo = { storeKey?: string | undefined; storeKeyPolicy?: Policy | undefined };
+export type StoreMemo = {
+  storeKey?: string | undefined;
+  storeKeyPolicy?: Policy | undefined;
+  /** A store in this process: the bucket object itself, so a direct `take` skips the map lookup (the store checks it is still live). */
+  storeBucket?: unknown;
+};
+
+/**
+ * What `BucketStore.take` answers: one request decided against the client's bucket itself.
+ * The store may hand back the same object on every call: read it before the next one.
+ */
+export type TakeResult = {
+  allowed: boolean;
+  /** Whole permits left after this take. */
+  remaining: number;
+  /** When denied: ms until a permit is back (at least 1); 0 when allowed. */
+  retryAfterMs: number;
+  /** ms until the bucket is full again if the client stops now. */
+  resetMs: number;
+  /** Store time of the take: names it for `untake`. */
+  atMs: number;
+};
 
 export type LeaseReply = {
   granted: number;
@@ -193,6 +214,15 @@ export interface BucketStore {
    * calls `done` exactly once.
    */
   leaseTo?(clientId: string, policy: Policy, req: LeaseRequest, done: LeaseCallback): void;
+  /**
+   * Decides one request of `cost` permits against the client's bucket itself, with no
+   * lease: for a store in this process (memory), where leasing would only be bookkeeping
+   * between two parts of one process (the lease manager's `direct` mode). Optional; must
+   * not throw.
+   */
+  take?(clientId: string, policy: Policy, cost: number, memo?: StoreMemo): TakeResult;
+  /** Puts back `cost` permits a `take` at `atMs` took (a request whose other limit denied it). */
+  untake?(clientId: string, policy: Policy, cost: number, atMs: number, memo?: StoreMemo): void;
 }
 
 /** Port: the global buckets as operators see them (the admin API). */

@@ -71,6 +71,8 @@ export class KeyState implements StoreMemo {
   /** The store's name for the key's bucket, and the policy it was made for (`StoreMemo`). */
   storeKey: string | undefined;
   storeKeyPolicy: Policy | undefined;
+  /** The bucket itself, when the store is in this process (`StoreMemo`). */
+  storeBucket: unknown = undefined;
 
   constructor(
     /** The client id as the store knows it (the API key or other identity). */

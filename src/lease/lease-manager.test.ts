@@ -3,6 +3,8 @@ import { FakeClock } from '../core/clock.js';
 import { type Decision, type LeaseReply, type LeaseRequest, type Policy, StoreUnavailableError } from '../core/types.js';
 import { silentLogger } from '../log/logger.js';
 import { MemoryStore } from '../store/memory-store.js';
+import { type LocalBucket, takeLocal } from '../algorithms/local-bucket.js';
+import { algorithmOf } from '../algorithms/registry.js';
 import { LeaseManager, type LeaseManagerOptions } from './lease-manager.js';
 
 type BucketPolicy = Policy;
@@ -643,4 +645,111 @@ describe('LeaseManager on a store that answers synchronously (embedded mode)', (
       expect(b.manager.stats.leaseCalls).toBe(a.manager.stats.leaseCalls);
     });
   }
+});
+
+describe('LeaseManager in direct mode (the embedded service: no leases)', () => {
+  const policies: Policy[] = [
+    policy,
+    { name: 'g', algorithm: 'gcra', capacity: 12, refillPerSec: 6 },
+    { name: 'f', algorithm: 'fixed_window', capacity: 15, refillPerSec: 15, windowMs: 1000 },
+    { name: 's', algorithm: 'sliding_window', capacity: 15, refillPerSec: 15, windowMs: 1000 },
+  ];
+  function direct() {
+    const clock = new FakeClock();
+    const store = new MemoryStore({ clock, sweepIntervalMs: 0 });
+    return { memory: store, ...setup({ direct: true }, { clock, store: store as unknown as SpyStore }) };
+  }
+
+  for (const p of policies) {
+    it(`decides as the algorithm run on its own, each request synchronously, with no lease call (${p.algorithm})`, async () => {
+      const { prng } = await import('../../test/helpers/prng.js');
+      const rnd = prng(p.capacity * 17 + p.name.length);
+      const { clock, manager } = direct();
+      // The oracle: the algorithm as a plain limiter (what degraded `local` mode runs), one state per key.
+      const alg = algorithmOf(p);
+      const own = new Map<string, LocalBucket | undefined>();
+      for (let i = 0; i < 1500; i++) {
+        // Mostly close together, sometimes idle for longer than a bucket takes to be full again.
+        clock.advance(rnd() * (rnd() < 0.1 ? 6000 : 60));
+        const key = `k${Math.floor(rnd() * 3)}`;
+        const d = manager.check(key, p);
+        expect(d, `request ${i}`).not.toBeInstanceOf(Promise);
+        const t = takeLocal(alg, own.get(key), p, clock.nowMs());
+        own.set(key, t.bucket);
+        expect([(d as Decision).allowed, (d as Decision).remaining, (d as Decision).retryAfterMs], `request ${i}`).toEqual([t.allowed, t.remaining, t.retryAfterMs]);
+      }
+      expect(manager.stats).toMatchObject({ leaseCalls: 0, returnCalls: 0, decisions: 1500, localDecisions: 1500 });
+    });
+
+  }
+
+  it('never admits beyond capacity + refill × elapsed, and denies only with less than a token left', () => {
+    const { clock, manager } = direct();
+    const events: { t: number; ok: boolean }[] = [];
+    let seed = 7;
+    const rnd = () => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed / 2147483648;
+    };
+    for (let i = 0; i < 3000; i++) {
+      clock.advance((-Math.log(1 - rnd()) * 1000) / 30);
+      events.push({ t: clock.nowMs(), ok: (manager.check('k', policy) as Decision).allowed });
+    }
+    // Replayed through a bucket charged with the admissions made: an admission must find a
+    // whole token; a denial must not find one. The store floors its tokens to 1e-6 on every
+    // step, so after n steps it may hold up to n × 1e-6 less than the replay: 3000 steps, 0.003.
+    let tokens = policy.capacity;
+    let at = events[0]?.t ?? 0;
+    let over = 0;
+    let under = 0;
+    for (const e of events) {
+      tokens = Math.min(policy.capacity, tokens + ((e.t - at) * policy.refillPerSec) / 1000);
+      at = e.t;
+      if (e.ok) {
+        if (tokens >= 1 - 1e-9) tokens -= 1;
+        else over++;
+      } else if (tokens >= 1.003) under++;
+    }
+    expect({ over, under }).toEqual({ over: 0, under: 0 });
+    expect(events.filter((e) => !e.ok).length).toBeGreaterThan(1000);
+  });
+
+  it('a released reservation goes back to the bucket; a committed one stays spent', () => {
+    const { manager } = direct();
+    const held = manager.acquire('k', policy, 40) as Decision;
+    expect(held.allowed).toBe(true);
+    expect(held.reservation).toBeDefined();
+    expect(manager.held('k', policy, held.reservation as number)).toBe(true);
+    expect((manager.check('k', policy) as Decision).allowed).toBe(false);
+    manager.settle('k', policy, 40, false, held.reservation as number);
+    expect((manager.check('k', policy) as Decision).remaining).toBe(39);
+    const spent = manager.acquire('k', policy, 39) as Decision;
+    manager.settle('k', policy, 39, true, spent.reservation as number);
+    expect((manager.check('k', policy) as Decision).allowed).toBe(false);
+    // A denial reserves nothing.
+    expect((manager.acquire('k', policy, 1) as Decision).reservation).toBeUndefined();
+  });
+
+  it('a bucket reset by an admin, or dropped once full again, starts over: the key state does not keep the old one', async () => {
+    const { clock, memory, manager } = direct();
+    for (let i = 0; i < 40; i++) manager.check('k', policy);
+    expect((manager.check('k', policy) as Decision).allowed).toBe(false);
+    expect(await memory.peek('k', policy)).toMatchObject({ available: 0, leased: 0 });
+    await memory.reset('k', policy);
+    manager.forgetClient('k');
+    expect(await memory.peek('k', policy)).toBeUndefined();
+    expect(manager.check('k', policy)).toMatchObject({ allowed: true, remaining: 39 });
+    for (let i = 0; i < 39; i++) manager.check('k', policy);
+    expect((manager.check('k', policy) as Decision).allowed).toBe(false);
+    // Full again after 4 s at 10/s; the sweep drops it after its last second.
+    clock.advance(5001);
+    memory.sweep();
+    expect(memory.size).toBe(0);
+    expect(manager.check('k', policy)).toMatchObject({ allowed: true, remaining: 39 });
+    expect(memory.size).toBe(1);
+  });
+
+  it('refuses a store that cannot take', () => {
+    expect(() => setup({ direct: true })).toThrow(/take\(\) and untake\(\)/);
+  });
 });

@@ -26,6 +26,12 @@
  * much to ask for is `lease-sizing.ts`; when to give unused tokens back is
  * `return-scheduler.ts`; how to decide without the store is `degraded.ts`. The
  * cross-node guarantee itself lives in the store's step (`protocol/lease-step.ts`).
+ *
+ * `direct` mode (the embedded service, whose store is in this process): no lease
+ * at all. Each request is decided by the store's `take` against the bucket
+ * itself, synchronously; the key table still bounds the keys and sheds floods of
+ * new ones. A lease between two parts of one process buys nothing and costs a
+ * lease step, a lease, dated spends and a return per key.
  */
 import {
   type BucketStore,
@@ -85,7 +91,12 @@ export type LeaseManagerOptions = {
   clientLabel?: (clientId: string) => string;
   /** Longest a request may hold reserved tokens (two store deadlines and a margin); a lease closer to expiry is not reserved from. Default 1000, at most leaseTtlMs / 4. */
   maxHoldMs?: number;
+  /** Decide every request with the store's `take`, no leases (a store in this process: embedded mode). Default false. */
+  direct?: boolean;
 };
+
+/** A store that decides requests itself (`direct` mode). */
+type DirectStore = BucketStore & Required<Pick<BucketStore, 'take' | 'untake'>>;
 
 /** Counters for tests, health, metrics and benchmarks. */
 export type LeaseStats = LeaseCounters & {
@@ -152,8 +163,14 @@ export class LeaseManager {
   readonly #liveNodes: () => number;
   readonly #label: (clientId: string) => string | undefined;
   readonly #maxHoldMs: number;
+  /** The store, in `direct` mode (it has `take` and `untake`); undefined when leasing. */
+  readonly #direct: DirectStore | undefined;
 
   constructor(options: LeaseManagerOptions) {
+    if (options.direct) {
+      if (!options.store.take || !options.store.untake) throw new TypeError('LeaseManager: direct mode needs a store with take() and untake()');
+      this.#direct = options.store as DirectStore;
+    }
     this.#breaker = options.breaker;
     this.#degradedMode = options.degradedMode ?? 'local';
     this.#liveNodes = options.liveNodes ?? (() => 1);
@@ -237,6 +254,11 @@ export class LeaseManager {
   /** Settles tokens `acquire` reserved from the lease named `reservation`: spent when `commit`, back to it otherwise. */
   settle(clientId: string, policy: Policy, cost: number, commit: boolean, reservation: number): void {
     const k = this.#keys.peek(stateId(policy.name, clientId));
+    if (this.#direct) {
+      // Taken from the bucket itself: a spend needs nothing more; a release puts them back.
+      if (!commit) this.#direct.untake(clientId, policy, cost, reservation, k);
+      return;
+    }
     const lease = k?.lease;
     // The lease the tokens came from is gone (replaced, dropped, evicted): the store counts
     // them until their generation expires, which is what a spend costs; never settle them
@@ -249,6 +271,8 @@ export class LeaseManager {
   }
 
   held(clientId: string, policy: Policy, reservation: number): boolean {
+    // Direct takes are counted in the bucket when made, and decided without waiting.
+    if (this.#direct) return true;
     const lease = this.#keys.peek(stateId(policy.name, clientId))?.lease;
     return lease !== undefined && lease.id === reservation && this.#clock.nowMs() < lease.expiresAt;
   }
@@ -264,6 +288,7 @@ export class LeaseManager {
     } else {
       k.policy = policy;
     }
+    if (this.#direct) return this.#take(k, cost, hold);
     k.intervalMs = nextInterval(k.intervalMs, k.lastArrival, now);
     k.lastArrival = now;
 
@@ -291,6 +316,24 @@ export class LeaseManager {
       addWaiter(k, { cost, hold, resolve, reject });
       if (!k.inflight) this.#lease(k, now);
     });
+  }
+
+  /** `direct` mode: the request decided by the store's bucket itself. */
+  #take(k: KeyState, cost: number, hold: boolean): Decision {
+    this.stats.localDecisions++;
+    const p = k.policy;
+    const t = (this.#direct as DirectStore).take(k.clientId, p, cost, k);
+    const d: Decision = {
+      allowed: t.allowed,
+      limit: p.capacity,
+      remaining: t.remaining,
+      resetMs: t.resetMs,
+      retryAfterMs: t.retryAfterMs,
+      policy: p,
+      source: 'local',
+    };
+    if (hold && t.allowed) d.reservation = t.atMs;
+    return d;
   }
 
   /**

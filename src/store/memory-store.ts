@@ -12,14 +12,28 @@
  * aligned to that clock plus a fixed offset: with the system clock, the
  * process's start in epoch ms, so a minute's window starts on the minute (as
  * of start-up).
+ *
+ * Two ways to use it. `lease`/`leaseSync` run the lease protocol, as a node does
+ * against Redis (the lease manager's tests and model use it that way). `take`
+ * decides a request against the bucket itself, no lease: what the embedded
+ * service uses (the lease manager's `direct` mode), since between two parts of one
+ * process a lease is only bookkeeping: a lease step, a lease object, dated spends
+ * and a return per key, for the same decisions.
  */
 import { algorithmOf } from '../algorithms/registry.js';
 import { systemClock } from '../core/clock.js';
-import type { BucketAdmin, BucketStore, BucketView, Clock, FleetStore, LeaseReply, LeaseRequest, Policy, StoreHealth } from '../core/types.js';
+import type { BucketAdmin, BucketStore, BucketView, Clock, FleetStore, LeaseReply, LeaseRequest, Policy, StoreHealth, StoreMemo, TakeResult } from '../core/types.js';
 import { type BucketState, leaseStep } from '../protocol/lease-step.js';
 import { memoizedName } from './key-name.js';
 
 type Stored = { state: BucketState<unknown>; expiresAtMs: number };
+
+/**
+ * A bucket decided by `take`: the algorithm's state alone (nothing is ever leased from it),
+ * the store time it was brought to, when it is as good as fresh (local ms), and whether
+ * it is still the one in the map (a memo may hold it after a sweep or a reset dropped it).
+ */
+type DirectBucket = { readonly id: string; state: unknown; atMs: number; expiresAtMs: number; live: boolean };
 
 /** A bucket's map key: like the Redis key name, per client, algorithm and policy. */
 const bucketId = (clientId: string, policy: Policy): string => `${clientId}\u0000${policy.algorithm}\u0000${policy.name}`;
@@ -27,6 +41,9 @@ const bucketId = (clientId: string, policy: Policy): string => `${clientId}\u000
 export class MemoryStore implements BucketStore, BucketAdmin, FleetStore, StoreHealth {
   readonly mode = 'local-only' as const;
   readonly #buckets = new Map<string, Stored>();
+  readonly #direct = new Map<string, DirectBucket>();
+  /** What `take` answers, one object reused (see `TakeResult`). */
+  readonly #out: TakeResult = { allowed: false, remaining: 0, retryAfterMs: 0, resetMs: 0, atMs: 0 };
   readonly #clock: Clock;
   readonly #sweep: NodeJS.Timeout | undefined;
 
@@ -44,7 +61,56 @@ export class MemoryStore implements BucketStore, BucketAdmin, FleetStore, StoreH
 
   /** How many buckets are held (expired ones go at the next sweep). */
   get size(): number {
-    return this.#buckets.size;
+    return this.#buckets.size + this.#direct.size;
+  }
+
+  take(clientId: string, policy: Policy, cost: number, memo?: StoreMemo): TakeResult {
+    const local = this.#clock.nowMs();
+    const now = local + this.#epochMs;
+    const alg = algorithmOf(policy);
+    let b = this.#directBucket(clientId, policy, memo);
+    if (b === undefined) {
+      b = { id: memoizedName(memo, clientId, policy, bucketId), state: alg.fresh(policy), atMs: now, expiresAtMs: 0, live: true };
+      this.#direct.set(b.id, b);
+      if (memo) memo.storeBucket = b;
+    } else if (b.expiresAtMs <= local) {
+      // As good as fresh (the sweep has not dropped it yet): start it over.
+      b.state = alg.fresh(policy);
+      b.atMs = now;
+    }
+    const s = b.state;
+    // The clock never runs back for a bucket (as in leaseStep).
+    const at = Math.max(now, b.atMs);
+    alg.advance(s, policy, b.atMs, at, alg.capacity(policy));
+    alg.settle(s);
+    b.atMs = at;
+    const out = this.#out;
+    out.allowed = alg.available(s, policy) >= cost;
+    if (out.allowed) alg.take(s, policy, cost);
+    out.remaining = alg.available(s, policy);
+    out.retryAfterMs = out.allowed ? 0 : Math.max(1, alg.nextPermitMs(s, policy));
+    out.resetMs = alg.idleMs(s, policy);
+    out.atMs = at;
+    b.expiresAtMs = local + out.resetMs + 1000;
+    return out;
+  }
+
+  untake(clientId: string, policy: Policy, cost: number, atMs: number, memo?: StoreMemo): void {
+    const b = this.#directBucket(clientId, policy, memo);
+    if (b === undefined) return;
+    const alg = algorithmOf(policy);
+    // A window algorithm takes it back only in the window it was taken in.
+    alg.giveBack(b.state, policy, cost, alg.capacity(policy), atMs);
+  }
+
+  /** The live direct bucket of (client, policy): from the memo when it still holds it, else the map. */
+  #directBucket(clientId: string, policy: Policy, memo: StoreMemo | undefined): DirectBucket | undefined {
+    const id = memoizedName(memo, clientId, policy, bucketId);
+    const held = memo?.storeBucket as DirectBucket | undefined;
+    if (held !== undefined && held.live && held.id === id) return held;
+    const b = this.#direct.get(id);
+    if (b !== undefined && memo) memo.storeBucket = b;
+    return b;
   }
 
   lease(clientId: string, policy: Policy, req: LeaseRequest): Promise<LeaseReply> {
@@ -66,6 +132,10 @@ export class MemoryStore implements BucketStore, BucketAdmin, FleetStore, StoreH
   }
 
   peek(clientId: string, policy: Policy): Promise<BucketView | undefined> {
+    const direct = this.#direct.get(bucketId(clientId, policy));
+    if (direct && direct.expiresAtMs > this.#clock.nowMs()) {
+      return Promise.resolve({ available: algorithmOf(policy).available(direct.state, policy), leased: 0, updatedMs: direct.atMs });
+    }
     const held = this.#buckets.get(bucketId(clientId, policy));
     if (!held || held.expiresAtMs <= this.#clock.nowMs()) return Promise.resolve(undefined);
     const s = held.state;
@@ -73,7 +143,9 @@ export class MemoryStore implements BucketStore, BucketAdmin, FleetStore, StoreH
   }
 
   reset(clientId: string, policy: Policy): Promise<void> {
-    this.#buckets.delete(bucketId(clientId, policy));
+    const id = bucketId(clientId, policy);
+    this.#buckets.delete(id);
+    this.#drop(id);
     return Promise.resolve();
   }
 
@@ -81,6 +153,15 @@ export class MemoryStore implements BucketStore, BucketAdmin, FleetStore, StoreH
   sweep(): void {
     const now = this.#clock.nowMs();
     for (const [id, held] of this.#buckets) if (held.expiresAtMs <= now) this.#buckets.delete(id);
+    for (const [id, b] of this.#direct) if (b.expiresAtMs <= now) this.#drop(id);
+  }
+
+  /** A direct bucket leaves the map; a memo still holding it sees it is not live. */
+  #drop(id: string): void {
+    const b = this.#direct.get(id);
+    if (b === undefined) return;
+    b.live = false;
+    this.#direct.delete(id);
   }
 
   /** One process, one node. */
@@ -103,6 +184,7 @@ export class MemoryStore implements BucketStore, BucketAdmin, FleetStore, StoreH
   close(): Promise<void> {
     if (this.#sweep) clearInterval(this.#sweep);
     this.#buckets.clear();
+    for (const id of [...this.#direct.keys()]) this.#drop(id);
     return Promise.resolve();
   }
 }
