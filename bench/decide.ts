@@ -1,8 +1,9 @@
 /**
  * `npm run bench:decide`: the local tier alone, in process: one policy engine
  * decision for a warm key holding tokens (no HTTP, no Redis), in ns per
- * decision, 1,000,000 decisions over 1,000 keys, three rounds. What the hot path
- * costs before any socket is touched.
+ * decision, 1,000,000 decisions over 1,000 keys, three rounds, leasing (the
+ * local tier of the Redis mode) and then `direct` (the embedded service, no
+ * leases). What the hot path costs before any socket is touched.
  *
  * Then what returning keys leave for the young-generation collector: 12,000 keys
  * of the seed's policy (40, 10/s) visited in turn on a clock moved by hand, each
@@ -10,7 +11,7 @@
  * other decision) or every 300 ms (a busy key: twenty spends per lease). Each
  * decision's allocations are sampled (V8's sampling heap profiler) and counted
  * only if they outlive a scavenge: the bytes each scavenge copies and promotes,
- * and where they are made. Bytes, not time, but sampled: the same build's figure
+ * and where they are made; leasing, then `direct`. Bytes, not time, but sampled: the same build's figure
  * moves between runs (by up to 2.2 × for returning keys here), so compare builds
  * over several runs.
  */
@@ -24,30 +25,33 @@ import { MemoryStore } from '../src/store/memory-store.js';
 import type { RequestInput } from '../src/policy/engine.js';
 import { type HeapProfile, summariseHeapProfile } from './lib/cpu-profile.js';
 import { apiKeyEngine, apiKeyRequest } from './lib/in-process.js';
-const manager = new LeaseManager({ store: new MemoryStore({ clock: systemClock }), clock: systemClock, logger: silentLogger(), maxKeys: 100000, leaseTtlMs: 30000, maxLeaseTokens: 20 });
-const e = apiKeyEngine(manager, 1_000_000, 1);
-const keys = Array.from({ length: 1000 }, (_, i) => `ak_${i}_0123456789abcdef`);
-const inputs = keys.map(apiKeyRequest);
-for (const i of inputs) await e.decide(i);
-for (let round = 0; round < 3; round++) {
-  let sync = 0;
-  const t0 = performance.now();
-  const N = 1_000_000;
-  for (let j = 0; j < N; j++) {
-    const r = e.decide(inputs[j % 1000] as RequestInput);
-    if (!(r instanceof Promise)) sync++;
-    else await r;
+// Leasing (the local tier of the Redis mode, against the memory store), then `direct` (the embedded service).
+for (const direct of [false, true]) {
+  const manager = new LeaseManager({ store: new MemoryStore({ clock: systemClock }), clock: systemClock, logger: silentLogger(), maxKeys: 100000, leaseTtlMs: 30000, maxLeaseTokens: 20, direct });
+  const e = apiKeyEngine(manager, 1_000_000, 1);
+  const keys = Array.from({ length: 1000 }, (_, i) => `ak_${i}_0123456789abcdef`);
+  const inputs = keys.map(apiKeyRequest);
+  for (const i of inputs) await e.decide(i);
+  for (let round = 0; round < 3; round++) {
+    let sync = 0;
+    const t0 = performance.now();
+    const N = 1_000_000;
+    for (let j = 0; j < N; j++) {
+      const r = e.decide(inputs[j % 1000] as RequestInput);
+      if (!(r instanceof Promise)) sync++;
+      else await r;
+    }
+    console.log(`${direct ? 'direct (embedded)' : 'leasing'}: ${((performance.now() - t0) * 1e6 / N).toFixed(0)} ns/decision, sync ${sync}`);
   }
-  console.log(`${((performance.now() - t0) * 1e6 / N).toFixed(0)} ns/decision, sync ${sync}`);
+  await manager.close();
 }
-await manager.close();
 
 // Survivors: the seed's policy, 12,000 keys, on a clock moved by hand.
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as (o: { type: 'minor' | 'major' }) => void;
 
 /** Bytes per decision that outlive a scavenge, by allocating function, for keys each visited every `everyMs`. */
-async function survivors(label: string, everyMs: number, warmVisits: number, measuredVisits: number): Promise<void> {
+async function survivors(label: string, everyMs: number, warmVisits: number, measuredVisits: number, direct = false): Promise<void> {
   const keys = 12_000;
   const clock = new FakeClock(0);
   const m = new LeaseManager({
@@ -59,6 +63,7 @@ async function survivors(label: string, everyMs: number, warmVisits: number, mea
     maxLeaseTokens: 20,
     // No sweep or return pacer: they would run on real time, not on this clock.
     timers: false,
+    direct,
   });
   const engine = apiKeyEngine(m, 40, 4);
   const inputs = Array.from({ length: keys }, (_, i) => apiKeyRequest(`ak_${i}_seed_0123456789`));
@@ -94,3 +99,5 @@ async function survivors(label: string, everyMs: number, warmVisits: number, mea
 
 await survivors('returning keys, each every 10 s (1,200 req/s over 12,000 keys, seed 000 at its peak)', 10_000, 3, 2);
 await survivors('busy keys, each every 300 ms (20 spends per lease)', 300, 6, 20);
+await survivors('direct (embedded), returning keys, each every 10 s', 10_000, 3, 2, true);
+await survivors('direct (embedded), busy keys, each every 300 ms', 300, 6, 20, true);

@@ -73,11 +73,9 @@ export class MemoryStore implements BucketStore, BucketAdmin, FleetStore, StoreH
       b = { id: memoizedName(memo, clientId, policy, bucketId), state: alg.fresh(policy), atMs: now, expiresAtMs: 0, live: true };
       this.#direct.set(b.id, b);
       if (memo) memo.storeBucket = b;
-    } else if (b.expiresAtMs <= local) {
-      // As good as fresh (the sweep has not dropped it yet): start it over.
-      b.state = alg.fresh(policy);
-      b.atMs = now;
     }
+    // A bucket past `expiresAtMs` that the sweep has not dropped yet is advanced like any
+    // other: by then it is as good as fresh (`idleMs`), with no new state object made.
     const s = b.state;
     // The clock never runs back for a bucket (as in leaseStep).
     const at = Math.max(now, b.atMs);
