@@ -42,7 +42,7 @@ describe('npm pack', () => {
 import { serve } from '@hono/node-server';
 import { createLogger, createMiddleware, LeaseManager, MemoryStore, systemClock } from 'tandem-limiter';
 const store = new MemoryStore({ clock: systemClock });
-const limiter = new LeaseManager({ store, clock: systemClock, logger: createLogger('warn'), maxKeys: 100_000, leaseTtlMs: 30_000, maxLeaseTokens: 20 });
+const limiter = new LeaseManager({ store, clock: systemClock, logger: createLogger('warn'), maxKeys: 100_000, leaseTtlMs: 30_000, maxLeaseTokens: 20, direct: true });
 const app = new Hono();
 app.use('/api/*', createMiddleware({ limiter, policy: { name: 'default', algorithm: 'token_bucket', capacity: 40, refillPerSec: 10 } }));
 app.get('/api/items', (c) => c.json({ left: c.get('rateLimit').remaining }));
