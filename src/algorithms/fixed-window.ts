@@ -49,7 +49,8 @@ export const fixedWindowStep: LeaseAlgorithm<FixedWindowParams, WindowState> = {
   giveBack(s, _p, n, _cap, grantedAtMs) {
     if (grantedAtMs >= s.start) s.count = Math.max(0, s.count - n);
   },
-  nextPermitMs: (s, p) => (p.capacity - s.count >= 1 ? 0 : Math.max(1, Math.ceil(s.start + p.windowMs - s.at))),
+  nextPermitMs: (s, p) => fixedWindowStep.permitsMs(s, p, 1),
+  permitsMs: (s, p, n) => (p.capacity - s.count >= n ? 0 : Math.max(1, Math.ceil(s.start + p.windowMs - s.at))),
   idleMs: (s, p) => (s.count > 0 ? Math.max(0, Math.ceil(s.start + p.windowMs - s.at)) : 0),
   lifeMs: (s, p, nowMs, ttlMs) => Math.max(0, Math.min(ttlMs, s.start + p.windowMs - nowMs)),
   decode: (view, offset, updatedMs) => ({ start: view.getFloat64(offset), count: view.getInt32(offset + 8), len: view.getInt32(offset + 12), at: updatedMs }),

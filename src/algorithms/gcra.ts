@@ -51,8 +51,11 @@ export const gcraStep: LeaseAlgorithm<GcraParams, GcraState> = {
     s.tat = Math.max(s.tat - n * interval(p), floorFor(s, p, cap));
   },
   nextPermitMs(s, p) {
-    // The next request conforms once TAT - t ≤ (capacity - 1) × T.
-    const wait = s.tat - (p.capacity - 1) * interval(p) - s.at;
+    return gcraStep.permitsMs(s, p, 1);
+  },
+  permitsMs(s, p, n) {
+    // n permits at once conform once TAT - t ≤ (capacity - n) × T.
+    const wait = s.tat - (p.capacity - n) * interval(p) - s.at;
     return wait > 0 ? Math.ceil(wait / 1000) : 0;
   },
   idleMs: (s) => Math.max(0, Math.ceil((s.tat - s.at) / 1000)),

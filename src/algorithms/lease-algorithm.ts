@@ -38,8 +38,10 @@ export interface LeaseAlgorithm<P, S> {
   take(s: S, p: P, n: number): void;
   /** Unused permits of a lease granted at `grantedAtMs` coming back, up to `cap` available. */
   giveBack(s: S, p: P, n: number, cap: number, grantedAtMs: number): void;
-  /** ms until one whole permit is available, ignoring leases; 0 if one is. */
+  /** ms until one whole permit is available, ignoring leases; 0 if one is (`permitsMs` for one; mirrored in Lua). */
   nextPermitMs(s: S, p: P): number;
+  /** ms until `n` whole permits are available at once, ignoring leases; 0 if they are. `n` at most the capacity. */
+  permitsMs(s: S, p: P, n: number): number;
   /** ms until the state is the same as `fresh`, if nothing happens. */
   idleMs(s: S, p: P): number;
   /** How long permits granted now may live: `ttlMs`, or less when the window they are counted in ends sooner. */

@@ -63,15 +63,18 @@ export const slidingWindowStep: LeaseAlgorithm<SlidingWindowParams, SlidingState
     if (grantedAtMs >= s.start) s.cur = Math.max(0, s.cur - n);
   },
   nextPermitMs(s, p) {
-    if (scaledRoom(s, p) >= p.windowMs) return 0;
+    return slidingWindowStep.permitsMs(s, p, 1);
+  },
+  permitsMs(s, p, n) {
+    if (scaledRoom(s, p) >= n * p.windowMs) return 0;
     const end = s.start + p.windowMs;
-    // Within this window, the previous one's weight falls until one permit fits.
-    if (s.prev > 0 && s.cur <= p.capacity - 1) {
-      const t = end - ((p.capacity - 1 - s.cur) * p.windowMs) / s.prev;
+    // Within this window, the previous one's weight falls until n permits fit.
+    if (s.prev > 0 && s.cur <= p.capacity - n) {
+      const t = end - ((p.capacity - n - s.cur) * p.windowMs) / s.prev;
       if (t < end) return Math.max(1, Math.ceil(t - s.at));
     }
     // Else in the next window, where this window's count weighs as the previous one.
-    const t = end + (s.cur > 0 ? Math.max(0, p.windowMs - ((p.capacity - 1) * p.windowMs) / s.cur) : 0);
+    const t = end + (s.cur > 0 ? Math.max(0, p.windowMs - ((p.capacity - n) * p.windowMs) / s.cur) : 0);
     return Math.max(1, Math.ceil(t - s.at));
   },
   idleMs(s, p) {

@@ -36,9 +36,12 @@ export const tokenBucketStep: LeaseAlgorithm<TokenBucketParams, TokenBucketState
     s.tokens = Math.min(cap, s.tokens + n);
   },
   nextPermitMs(s, p) {
-    if (s.tokens >= 1) return 0;
+    return tokenBucketStep.permitsMs(s, p, 1);
+  },
+  permitsMs(s, p, n) {
+    if (s.tokens >= n) return 0;
     const perMs = p.refillPerSec / 1000;
-    return perMs > 0 ? Math.ceil((1 - s.tokens) / perMs) : Number.MAX_SAFE_INTEGER;
+    return perMs > 0 ? Math.ceil((n - s.tokens) / perMs) : Number.MAX_SAFE_INTEGER;
   },
   idleMs(s, p) {
     const perMs = p.refillPerSec / 1000;

@@ -167,7 +167,7 @@ export type TakeResult = {
   retryAfterMs: number;
   /** ms until the bucket is full again if the client stops now. */
   resetMs: number;
-  /** Store time of the take: names it for `untake`. */
+  /** Store time of the take: names a reservation for `settleTake` and `takeHeld`. */
   atMs: number;
 };
 
@@ -220,9 +220,16 @@ export interface BucketStore {
    * between two parts of one process (the lease manager's `direct` mode). Optional; must
    * not throw.
    */
-  take?(clientId: string, policy: Policy, cost: number, memo?: StoreMemo): TakeResult;
-  /** Puts back `cost` permits a `take` at `atMs` took (a request whose other limit denied it). */
-  untake?(clientId: string, policy: Policy, cost: number, atMs: number, memo?: StoreMemo): void;
+  take?(clientId: string, policy: Policy, cost: number, memo?: StoreMemo, reserve?: boolean): TakeResult;
+  /**
+   * Settles `cost` permits a `take` with `reserve` took at `atMs`: spent (`commit`), or put
+   * back, but only if the bucket has not moved since (while they were out it refilled as
+   * if they were gone; putting them back later could exceed the capacity): otherwise they
+   * stay spent. A settle beyond what is reserved does nothing.
+   */
+  settleTake?(clientId: string, policy: Policy, cost: number, atMs: number, commit: boolean, memo?: StoreMemo): void;
+  /** Whether permits reserved by a `take` at `atMs` may still be spent: the bucket has not moved since and their window (if any) has not ended. */
+  takeHeld?(clientId: string, policy: Policy, atMs: number, memo?: StoreMemo): boolean;
 }
 
 /** Port: the global buckets as operators see them (the admin API). */

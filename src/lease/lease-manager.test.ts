@@ -749,7 +749,114 @@ describe('LeaseManager in direct mode (the embedded service: no leases)', () => 
     expect(memory.size).toBe(1);
   });
 
+  it('charges `cost` permits at once and says when that many are back (token bucket, fixed window: exact references)', () => {
+    const tbP: Policy = { name: 'c', algorithm: 'token_bucket', capacity: 10, refillPerSec: 10 };
+    const fw: Policy = { name: 'w', algorithm: 'fixed_window', capacity: 10, refillPerSec: 10, windowMs: 1000 };
+    const { clock, manager } = direct();
+    const t0 = clock.nowMs();
+    // Whole-100-ms steps: the token bucket's refill is whole tokens, so the reference is exact.
+    let tokens = 10;
+    let count = 0;
+    let windowStart = Math.floor(t0 / 1000) * 1000;
+    let seed = 3;
+    const rnd = () => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed / 2147483648;
+    };
+    for (let i = 0; i < 400; i++) {
+      const steps = Math.floor(rnd() * 3);
+      clock.advance(steps * 100);
+      tokens = Math.min(10, tokens + steps);
+      const now = clock.nowMs();
+      if (now >= windowStart + 1000) {
+        windowStart = Math.floor(now / 1000) * 1000;
+        count = 0;
+      }
+      const cost = 1 + Math.floor(rnd() * 4);
+      const a = manager.check('k', tbP, cost) as Decision;
+      const okT = tokens >= cost;
+      if (okT) tokens -= cost;
+      expect([a.allowed, a.remaining, a.retryAfterMs], `token bucket, request ${i}`).toEqual([okT, tokens, okT ? 0 : (cost - tokens) * 100]);
+      const b = manager.check('k', fw, cost) as Decision;
+      const okW = count + cost <= 10;
+      if (okW) count += cost;
+      expect([b.allowed, b.remaining, b.retryAfterMs], `fixed window, request ${i}`).toEqual([okW, 10 - count, okW ? 0 : windowStart + 1000 - now]);
+    }
+    // A cost over the capacity never fits: denied, with the time until the bucket is full.
+    expect(manager.check('k', tbP, 11)).toMatchObject({ allowed: false });
+  });
+
+  it('a reservation put back after its bucket moved on stays spent: the bucket never holds more than its capacity', () => {
+    const p: Policy = { name: 'r', algorithm: 'token_bucket', capacity: 10, refillPerSec: 10 };
+    const { clock, manager } = direct();
+    const held = manager.acquire('k', p, 5) as Decision; // 5 left
+    clock.advance(300); // refills to 8 while the 5 are out
+    for (let i = 0; i < 8; i++) expect((manager.check('k', p) as Decision).allowed).toBe(true);
+    expect(manager.held('k', p, held.reservation as number)).toBe(false);
+    manager.settle('k', p, 5, false, held.reservation as number);
+    // Putting the 5 back now would admit 13 within 300 ms of a full bucket of 10 (+3 refilled): 8 only.
+    expect((manager.check('k', p) as Decision).allowed).toBe(false);
+  });
+
+  it('settles a reservation once: a second release, or one never reserved, puts nothing back', () => {
+    const p: Policy = { name: 'r', algorithm: 'token_bucket', capacity: 10, refillPerSec: 10 };
+    const { manager } = direct();
+    const held = manager.acquire('k', p, 4) as Decision; // 6 left
+    manager.settle('k', p, 4, false, held.reservation as number); // 10
+    manager.settle('k', p, 4, false, held.reservation as number); // nothing
+    expect(manager.check('k', p)).toMatchObject({ allowed: true, remaining: 9 });
+    manager.settle('k', p, 3, false, held.reservation as number); // nothing reserved
+    expect(manager.check('k', p)).toMatchObject({ allowed: true, remaining: 8 });
+  });
+
+  it("a window's reservation dies with its window: not held, and not put back into the next one", () => {
+    const w: Policy = { name: 'w', algorithm: 'fixed_window', capacity: 10, refillPerSec: 10, windowMs: 1000 };
+    const { clock, manager } = direct();
+    clock.advance(1000 - (clock.nowMs() % 1000) + 100); // 100 ms into a window
+    const held = manager.acquire('k', w, 6) as Decision;
+    expect(manager.held('k', w, held.reservation as number)).toBe(true);
+    clock.advance(950); // the next window
+    expect(manager.held('k', w, held.reservation as number)).toBe(false);
+    manager.settle('k', w, 6, false, held.reservation as number);
+    expect(manager.check('k', w)).toMatchObject({ allowed: true, remaining: 9 });
+  });
+
+  it('keeps a bucket the sweep finds still limiting, and aligns windows to the store epoch', () => {
+    const clock = new FakeClock(10_000);
+    const memory = new MemoryStore({ clock, sweepIntervalMs: 0, epochMs: 250 });
+    const { manager } = setup({ direct: true }, { clock, store: memory as unknown as SpyStore });
+    for (let i = 0; i < 40; i++) manager.check('k', policy);
+    clock.advance(2000); // 20 of 40 back: not full yet
+    memory.sweep();
+    expect(memory.size).toBe(1);
+    expect(manager.check('k', policy)).toMatchObject({ allowed: true, remaining: 19 });
+    // Store time is the clock plus 250 ms: a 1-s window starts when the clock reads …750.
+    const w: Policy = { name: 'w', algorithm: 'fixed_window', capacity: 2, refillPerSec: 2, windowMs: 1000 };
+    clock.advance(1000 - ((clock.nowMs() + 250) % 1000) + 900); // 900 ms into a store window
+    manager.check('x', w);
+    manager.check('x', w);
+    expect(manager.check('x', w)).toMatchObject({ allowed: false, retryAfterMs: 100 });
+    clock.advance(100);
+    expect((manager.check('x', w) as Decision).allowed).toBe(true);
+  });
+
+  it('a policy that changes algorithm under the same name gets a bucket of its own, not the old state', () => {
+    const { manager } = direct();
+    const a: Policy = { name: 'same', algorithm: 'token_bucket', capacity: 3, refillPerSec: 1 };
+    for (let i = 0; i < 3; i++) manager.check('k', a);
+    expect((manager.check('k', a) as Decision).allowed).toBe(false);
+    const b: Policy = { name: 'same', algorithm: 'sliding_window', capacity: 3, refillPerSec: 3, windowMs: 1000 };
+    expect(manager.check('k', b)).toMatchObject({ allowed: true, remaining: 2 });
+  });
+
+  it('refuses requests once closed, as leasing does for those that need the store', async () => {
+    const { manager } = direct();
+    expect(manager.check('k', policy)).toMatchObject({ allowed: true });
+    await manager.close();
+    await expect(manager.check('k', policy)).rejects.toBeInstanceOf(StoreUnavailableError);
+  });
+
   it('refuses a store that cannot take', () => {
-    expect(() => setup({ direct: true })).toThrow(/take\(\) and untake\(\)/);
+    expect(() => setup({ direct: true })).toThrow(/take\(\), settleTake\(\) and takeHeld\(\)/);
   });
 });

@@ -96,7 +96,7 @@ export type LeaseManagerOptions = {
 };
 
 /** A store that decides requests itself (`direct` mode). */
-type DirectStore = BucketStore & Required<Pick<BucketStore, 'take' | 'untake'>>;
+type DirectStore = BucketStore & Required<Pick<BucketStore, 'take' | 'settleTake' | 'takeHeld'>>;
 
 /** Counters for tests, health, metrics and benchmarks. */
 export type LeaseStats = LeaseCounters & {
@@ -163,12 +163,14 @@ export class LeaseManager {
   readonly #liveNodes: () => number;
   readonly #label: (clientId: string) => string | undefined;
   readonly #maxHoldMs: number;
-  /** The store, in `direct` mode (it has `take` and `untake`); undefined when leasing. */
+  /** The store, in `direct` mode (it has `take`, `settleTake` and `takeHeld`); undefined when leasing. */
   readonly #direct: DirectStore | undefined;
 
   constructor(options: LeaseManagerOptions) {
     if (options.direct) {
-      if (!options.store.take || !options.store.untake) throw new TypeError('LeaseManager: direct mode needs a store with take() and untake()');
+      if (!options.store.take || !options.store.settleTake || !options.store.takeHeld) {
+        throw new TypeError('LeaseManager: direct mode needs a store with take(), settleTake() and takeHeld()');
+      }
       this.#direct = options.store as DirectStore;
     }
     this.#breaker = options.breaker;
@@ -196,7 +198,8 @@ export class LeaseManager {
       onEvict: (k) => {
         this.stats.evictions++;
         k.evicted = true;
-        this.#returns.queue(k);
+        // Direct mode holds nothing to give back: the bucket stays in the store.
+        if (!this.#direct) this.#returns.queue(k);
       },
     });
     this.#returns = new ReturnScheduler<KeyState>({
@@ -255,8 +258,7 @@ export class LeaseManager {
   settle(clientId: string, policy: Policy, cost: number, commit: boolean, reservation: number): void {
     const k = this.#keys.peek(stateId(policy.name, clientId));
     if (this.#direct) {
-      // Taken from the bucket itself: a spend needs nothing more; a release puts them back.
-      if (!commit) this.#direct.untake(clientId, policy, cost, reservation, k);
+      this.#direct.settleTake(clientId, policy, cost, reservation, commit, k);
       return;
     }
     const lease = k?.lease;
@@ -271,8 +273,7 @@ export class LeaseManager {
   }
 
   held(clientId: string, policy: Policy, reservation: number): boolean {
-    // Direct takes are counted in the bucket when made, and decided without waiting.
-    if (this.#direct) return true;
+    if (this.#direct) return this.#direct.takeHeld(clientId, policy, reservation, this.#keys.peek(stateId(policy.name, clientId)));
     const lease = this.#keys.peek(stateId(policy.name, clientId))?.lease;
     return lease !== undefined && lease.id === reservation && this.#clock.nowMs() < lease.expiresAt;
   }
@@ -288,7 +289,7 @@ export class LeaseManager {
     } else {
       k.policy = policy;
     }
-    if (this.#direct) return this.#take(k, cost, hold);
+    if (this.#direct) return this.#closed ? Promise.reject(new StoreUnavailableError('rate limiter is shut down')) : this.#take(k, cost, hold);
     k.intervalMs = nextInterval(k.intervalMs, k.lastArrival, now);
     k.lastArrival = now;
 
@@ -322,7 +323,7 @@ export class LeaseManager {
   #take(k: KeyState, cost: number, hold: boolean): Decision {
     this.stats.localDecisions++;
     const p = k.policy;
-    const t = (this.#direct as DirectStore).take(k.clientId, p, cost, k);
+    const t = (this.#direct as DirectStore).take(k.clientId, p, cost, k, hold);
     const d: Decision = {
       allowed: t.allowed,
       limit: p.capacity,
@@ -414,7 +415,8 @@ export class LeaseManager {
     this.#returns.stop();
     // Lease calls in flight settle first; their replies queue what they bring, as the manager is closed.
     await this.#idle();
-    for (const k of this.#keys.values()) this.#returns.queue(k);
+    // Direct mode holds nothing to give back.
+    if (!this.#direct) for (const k of this.#keys.values()) this.#returns.queue(k);
     do {
       await this.#returns.flush();
       await this.#idle();

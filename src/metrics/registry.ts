@@ -56,7 +56,7 @@ export function createMetrics(s: MetricsSources): { registry: client.Registry; o
       });
     }
   });
-  counter('ratelimit_decisions_total', 'Limit checks by policy, outcome and how they were decided (local: held tokens; global: after a lease call; degraded/fail_open: without Redis)', ['policy', 'decision', 'source'], function () {
+  counter('ratelimit_decisions_total', 'Limit checks by policy, outcome and how they were decided (local: held tokens, or the bucket itself in embedded mode; global: after a lease call; degraded/fail_open: without Redis)', ['policy', 'decision', 'source'], function () {
     this.reset();
     for (const [policy, a] of s.counters.policies) {
       SOURCES.forEach((source, i) => {

@@ -18,7 +18,7 @@ afterEach(async () => {
   for (const m of managers.splice(0)) await m.close();
 });
 
-function engine(doc: unknown, opts: { registry?: ClientRegistry } = {}) {
+function engine(doc: unknown, opts: { registry?: ClientRegistry; direct?: boolean } = {}) {
   const parsed = parsePolicyDocument(doc);
   if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
   const compiled = compilePolicies(parsed.document);
@@ -31,6 +31,7 @@ function engine(doc: unknown, opts: { registry?: ClientRegistry } = {}) {
     leaseTtlMs: 10_000,
     maxLeaseTokens: 20,
     timers: false,
+    direct: opts.direct,
   });
   managers.push(manager);
   const e = new PolicyEngine({
@@ -65,14 +66,20 @@ const kinds = async (e: PolicyEngine, r: Req, n: number) => {
 const tb = (limit: number, windowSec: number) => ({ algorithm: 'token_bucket', limit, windowSec });
 
 describe('PolicyEngine', () => {
-  it('checks every limit of a rule all or nothing: a request denied by one limit spends nothing from the others', async () => {
-    const { e } = engine({
-      policies: { small: tb(2, 1000), big: tb(10, 1000) },
-      rules: [
-        { name: 'both', match: { pathPrefix: '/both' }, limits: ['small', 'big'] },
-        { name: 'big-only', match: { pathPrefix: '/big' }, limits: ['big'] },
-      ],
-    });
+  it.each([
+    ['leasing', false],
+    ['direct (embedded)', true],
+  ])('checks every limit of a rule all or nothing: a request denied by one limit spends nothing from the others (%s)', async (_mode, direct) => {
+    const { e } = engine(
+      {
+        policies: { small: tb(2, 1000), big: tb(10, 1000) },
+        rules: [
+          { name: 'both', match: { pathPrefix: '/both' }, limits: ['small', 'big'] },
+          { name: 'big-only', match: { pathPrefix: '/big' }, limits: ['big'] },
+        ],
+      },
+      { direct },
+    );
     const k = { headers: { 'X-API-Key': 'alice' } };
     expect(await kinds(e, { ...k, path: '/both' }, 5)).toEqual(['allowed', 'allowed', 'denied', 'denied', 'denied']);
     const denied = (await decide(e, { ...k, path: '/both' })) as Extract<Outcome, { kind: 'denied' }>;
@@ -81,8 +88,11 @@ describe('PolicyEngine', () => {
     expect(await kinds(e, { ...k, path: '/big' }, 9)).toEqual([...Array(8).fill('allowed'), 'denied']);
   });
 
-  it('charges `cost` tokens per request', async () => {
-    const { e } = engine({ policies: { p: tb(10, 1000) }, rules: [{ name: 'r', limits: ['p'], cost: 4 }] });
+  it.each([
+    ['leasing', false],
+    ['direct (embedded)', true],
+  ])('charges `cost` tokens per request (%s)', async (_mode, direct) => {
+    const { e } = engine({ policies: { p: tb(10, 1000) }, rules: [{ name: 'r', limits: ['p'], cost: 4 }] }, { direct });
     expect(await kinds(e, { headers: { 'X-API-Key': 'a' } }, 3)).toEqual(['allowed', 'allowed', 'denied']);
   });
 

@@ -33,7 +33,7 @@ type Stored = { state: BucketState<unknown>; expiresAtMs: number };
  * the store time it was brought to, when it is as good as fresh (local ms), and whether
  * it is still the one in the map (a memo may hold it after a sweep or a reset dropped it).
  */
-type DirectBucket = { readonly id: string; state: unknown; atMs: number; expiresAtMs: number; live: boolean };
+type DirectBucket = { readonly id: string; state: unknown; atMs: number; expiresAtMs: number; live: boolean; reserved: number };
 
 /** A bucket's map key: like the Redis key name, per client, algorithm and policy. */
 const bucketId = (clientId: string, policy: Policy): string => `${clientId}\u0000${policy.algorithm}\u0000${policy.name}`;
@@ -64,13 +64,13 @@ export class MemoryStore implements BucketStore, BucketAdmin, FleetStore, StoreH
     return this.#buckets.size + this.#direct.size;
   }
 
-  take(clientId: string, policy: Policy, cost: number, memo?: StoreMemo): TakeResult {
+  take(clientId: string, policy: Policy, cost: number, memo?: StoreMemo, reserve = false): TakeResult {
     const local = this.#clock.nowMs();
     const now = local + this.#epochMs;
     const alg = algorithmOf(policy);
     let b = this.#directBucket(clientId, policy, memo);
     if (b === undefined) {
-      b = { id: memoizedName(memo, clientId, policy, bucketId), state: alg.fresh(policy), atMs: now, expiresAtMs: 0, live: true };
+      b = { id: memoizedName(memo, clientId, policy, bucketId), state: alg.fresh(policy), atMs: now, expiresAtMs: 0, live: true, reserved: 0 };
       this.#direct.set(b.id, b);
       if (memo) memo.storeBucket = b;
     }
@@ -84,21 +84,35 @@ export class MemoryStore implements BucketStore, BucketAdmin, FleetStore, StoreH
     b.atMs = at;
     const out = this.#out;
     out.allowed = alg.available(s, policy) >= cost;
-    if (out.allowed) alg.take(s, policy, cost);
+    if (out.allowed) {
+      alg.take(s, policy, cost);
+      if (reserve) b.reserved += cost;
+    }
     out.remaining = alg.available(s, policy);
-    out.retryAfterMs = out.allowed ? 0 : Math.max(1, alg.nextPermitMs(s, policy));
     out.resetMs = alg.idleMs(s, policy);
+    // Until `cost` permits are back at once; a cost over the capacity never fits: until full.
+    out.retryAfterMs = out.allowed ? 0 : Math.max(1, cost > alg.capacity(policy) ? out.resetMs : alg.permitsMs(s, policy, cost));
     out.atMs = at;
-    b.expiresAtMs = local + out.resetMs + 1000;
+    // From the time the bucket was brought to (ahead of now if the clock stepped back).
+    b.expiresAtMs = at - this.#epochMs + out.resetMs + 1000;
     return out;
   }
 
-  untake(clientId: string, policy: Policy, cost: number, atMs: number, memo?: StoreMemo): void {
+  settleTake(clientId: string, policy: Policy, cost: number, atMs: number, commit: boolean, memo?: StoreMemo): void {
     const b = this.#directBucket(clientId, policy, memo);
-    if (b === undefined) return;
+    if (b === undefined || b.reserved < cost) return;
+    b.reserved -= cost;
+    if (commit || b.atMs !== atMs) return;
     const alg = algorithmOf(policy);
-    // A window algorithm takes it back only in the window it was taken in.
+    // Nothing has happened to the bucket since: as if the take had not been made.
     alg.giveBack(b.state, policy, cost, alg.capacity(policy), atMs);
+  }
+
+  takeHeld(clientId: string, policy: Policy, atMs: number, memo?: StoreMemo): boolean {
+    const b = this.#directBucket(clientId, policy, memo);
+    if (b === undefined || b.reserved <= 0 || b.atMs !== atMs) return false;
+    // A window's permits die with it (refilling algorithms: an endless life).
+    return algorithmOf(policy).lifeMs(b.state, policy, this.#clock.nowMs() + this.#epochMs, Number.POSITIVE_INFINITY) >= 1;
   }
 
   /** The live direct bucket of (client, policy): from the memo when it still holds it, else the map. */
