@@ -54,13 +54,21 @@ describe('a crashed node\'s leased tokens', () => {
     const victimUrl = await startVictim();
     survivor = await startNode({ REDIS_URL: redis.url, LEASE_TTL_MS: String(TTL_MS) });
     // A spends steadily at 8/s (within the 10/s refill), so it leases ahead of demand.
-    for (let i = 0; i < 16; i++) {
+    const spendOnA = async () => {
       expect((await fetch(`${victimUrl}/resource`, { headers: { 'X-API-Key': KEY } })).status).toBe(200);
       await sleep(125);
-    }
+    };
+    for (let i = 0; i < 16; i++) await spendOnA();
     const inspect = redis.client();
-    const held = leasedOf((await readBucket(inspect, KEY)) as BucketState<unknown>);
-    expect(held).toBeGreaterThan(5); // A holds tokens when it dies
+    const heldNow = async () => leasedOf((await readBucket(inspect, KEY)) as BucketState<unknown>);
+    // A holds tokens when it dies. Its lease goes back shortly before its 2-s expiry and the
+    // next request leases again, so a read can fall between the two: spend on until it holds.
+    let held = await heldNow();
+    for (let i = 0; i < 16 && held <= 5; i++) {
+      await spendOnA();
+      held = await heldNow();
+    }
+    expect(held).toBeGreaterThan(5);
     const killedAt = performance.now();
     victim?.kill('SIGKILL');
 
