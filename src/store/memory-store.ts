@@ -28,6 +28,9 @@ import { memoizedName } from './key-name.js';
 
 type Stored = { state: BucketState<unknown>; expiresAtMs: number };
 
+/** Buckets the timer's sweep looks at per event-loop turn (about 0.1-0.3 ms of work). */
+const SWEEP_SLICE = 1000;
+
 /**
  * A bucket decided by `take`: the algorithm's state alone (nothing is ever leased from it),
  * the store time it was brought to, when it is as good as fresh (local ms), and whether
@@ -54,7 +57,7 @@ export class MemoryStore implements BucketStore, BucketAdmin, FleetStore, StoreH
     this.#epochMs = options.epochMs ?? (options.clock === systemClock ? performance.timeOrigin : 0);
     const every = options.sweepIntervalMs ?? 10_000;
     if (every > 0) {
-      this.#sweep = setInterval(() => this.sweep(), every);
+      this.#sweep = setInterval(() => this.#sweepInSlices(), every);
       this.#sweep.unref();
     }
   }
@@ -161,12 +164,56 @@ export class MemoryStore implements BucketStore, BucketAdmin, FleetStore, StoreH
     return Promise.resolve();
   }
 
-  /** Drops buckets whose TTL has passed. */
+  /** Drops buckets whose TTL has passed, all at once (tests; the timer sweeps in slices). */
   sweep(): void {
     const now = this.#clock.nowMs();
     for (const [id, held] of this.#buckets) if (held.expiresAtMs <= now) this.#buckets.delete(id);
     for (const [id, b] of this.#direct) if (b.expiresAtMs <= now) this.#drop(id);
   }
+
+  /** Where the timer's sweep has got to in each map; undefined when no sweep is under way. */
+  #leaseCursor: Iterator<[string, Stored]> | undefined;
+  #directCursor: Iterator<[string, DirectBucket]> | undefined;
+  #sliceTimer: NodeJS.Timeout | undefined;
+
+  /**
+   * The timer's sweep: at most SWEEP_SLICE buckets per turn of the event loop, the rest in
+   * later turns, so a node holding many buckets never stalls its requests for the whole map
+   * (measured: 1.4-9 ms for 12,000 expired buckets at once, 12-15 ms for 50,000). Map
+   * iterators stay valid across deletions and see what is added after them.
+   */
+  #sweepInSlices(): void {
+    if (this.#leaseCursor !== undefined || this.#directCursor !== undefined) return; // the previous sweep is still going
+    this.#leaseCursor = this.#buckets.entries();
+    this.#directCursor = this.#direct.entries();
+    this.#sweepSlice();
+  }
+
+  readonly #sweepSlice = (): void => {
+    this.#sliceTimer = undefined;
+    const now = this.#clock.nowMs();
+    let budget = SWEEP_SLICE;
+    while (budget > 0 && this.#leaseCursor !== undefined) {
+      const r = this.#leaseCursor.next();
+      if (r.done) this.#leaseCursor = undefined;
+      else {
+        if (r.value[1].expiresAtMs <= now) this.#buckets.delete(r.value[0]);
+        budget--;
+      }
+    }
+    while (budget > 0 && this.#directCursor !== undefined) {
+      const r = this.#directCursor.next();
+      if (r.done) this.#directCursor = undefined;
+      else {
+        if (r.value[1].expiresAtMs <= now) this.#drop(r.value[0]);
+        budget--;
+      }
+    }
+    if (this.#leaseCursor !== undefined || this.#directCursor !== undefined) {
+      this.#sliceTimer = setTimeout(this.#sweepSlice, 0);
+      this.#sliceTimer.unref();
+    }
+  };
 
   /** A direct bucket leaves the map; a memo still holding it sees it is not live. */
   #drop(id: string): void {
@@ -195,6 +242,9 @@ export class MemoryStore implements BucketStore, BucketAdmin, FleetStore, StoreH
 
   close(): Promise<void> {
     if (this.#sweep) clearInterval(this.#sweep);
+    clearTimeout(this.#sliceTimer);
+    this.#leaseCursor = undefined;
+    this.#directCursor = undefined;
     this.#buckets.clear();
     for (const id of [...this.#direct.keys()]) this.#drop(id);
     return Promise.resolve();
