@@ -16,6 +16,8 @@ export {
   type Limiter,
   type Policy,
   type StoreHealth,
+  type StoreMemo,
+  type TakeResult,
 } from './core/types.js';
 export { RedisStore, type RedisStoreOptions } from './store/redis-store.js';
 export { MemoryStore } from './store/memory-store.js';
