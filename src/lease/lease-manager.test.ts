@@ -252,24 +252,28 @@ describe('LeaseManager reports (review findings)', () => {
   });
 });
 
-describe('LeaseManager accuracy against an ideal token bucket', () => {
-  /** Replays decisions through a bucket charged by the admitted ones; counts denials it would have admitted. */
-  function underAdmitted(events: { t: number; ok: boolean }[]): { under: number; over: number } {
-    let tokens = policy.capacity;
-    let at = events[0]?.t ?? 0;
-    let under = 0;
-    let over = 0;
-    for (const e of events) {
-      tokens = Math.min(policy.capacity, tokens + ((e.t - at) * policy.refillPerSec) / 1000);
-      at = e.t;
-      if (e.ok) {
-        if (tokens >= 1 - 1e-6) tokens -= 1;
-        else over++;
-      } else if (tokens >= 1 + 1e-6) under++;
-    }
-    return { under, over };
+/**
+ * Replays decisions through `policy`'s bucket charged by the admitted ones: an admission
+ * that finds fewer than `overBelow` tokens is over-admitted, a denial that finds at least
+ * `underFrom` under-admitted.
+ */
+function replay(events: { t: number; ok: boolean }[], overBelow: number, underFrom: number): { under: number; over: number } {
+  let tokens = policy.capacity;
+  let at = events[0]?.t ?? 0;
+  let under = 0;
+  let over = 0;
+  for (const e of events) {
+    tokens = Math.min(policy.capacity, tokens + ((e.t - at) * policy.refillPerSec) / 1000);
+    at = e.t;
+    if (e.ok) {
+      if (tokens >= overBelow) tokens -= 1;
+      else over++;
+    } else if (tokens >= underFrom) under++;
   }
+  return { under, over };
+}
 
+describe('LeaseManager accuracy against an ideal token bucket', () => {
   it.each([5, 10, 20, 100])('a key at %i req/s (random arrivals) for 60 s is never over-admitted and under-admitted at most 1 percent', async (rate) => {
     const { clock, manager } = setup({ leaseTtlMs: 10_000 });
     let seed = rate;
@@ -283,7 +287,7 @@ describe('LeaseManager accuracy against an ideal token bucket', () => {
       const d = await manager.check('k', policy);
       events.push({ t: clock.nowMs(), ok: d.allowed });
     }
-    const { under, over } = underAdmitted(events);
+    const { under, over } = replay(events, 1 - 1e-6, 1 + 1e-6);
     expect(over).toBe(0);
     expect(under / events.length).toBeLessThanOrEqual(0.01);
   });
@@ -683,14 +687,11 @@ describe('LeaseManager in direct mode (the embedded service: no leases)', () => 
 
   }
 
-  it('never admits beyond capacity + refill × elapsed, and denies only with less than a token left', () => {
+  it('never admits beyond capacity + refill × elapsed, and denies only with less than a token left', async () => {
+    const { prng } = await import('../../test/helpers/prng.js');
+    const rnd = prng(7);
     const { clock, manager } = direct();
     const events: { t: number; ok: boolean }[] = [];
-    let seed = 7;
-    const rnd = () => {
-      seed = (seed * 1103515245 + 12345) % 2147483648;
-      return seed / 2147483648;
-    };
     for (let i = 0; i < 3000; i++) {
       clock.advance((-Math.log(1 - rnd()) * 1000) / 30);
       events.push({ t: clock.nowMs(), ok: (manager.check('k', policy) as Decision).allowed });
@@ -698,19 +699,7 @@ describe('LeaseManager in direct mode (the embedded service: no leases)', () => 
     // Replayed through a bucket charged with the admissions made: an admission must find a
     // whole token; a denial must not find one. The store floors its tokens to 1e-6 on every
     // step, so after n steps it may hold up to n × 1e-6 less than the replay: 3000 steps, 0.003.
-    let tokens = policy.capacity;
-    let at = events[0]?.t ?? 0;
-    let over = 0;
-    let under = 0;
-    for (const e of events) {
-      tokens = Math.min(policy.capacity, tokens + ((e.t - at) * policy.refillPerSec) / 1000);
-      at = e.t;
-      if (e.ok) {
-        if (tokens >= 1 - 1e-9) tokens -= 1;
-        else over++;
-      } else if (tokens >= 1.003) under++;
-    }
-    expect({ over, under }).toEqual({ over: 0, under: 0 });
+    expect(replay(events, 1 - 1e-9, 1.003)).toEqual({ over: 0, under: 0 });
     expect(events.filter((e) => !e.ok).length).toBeGreaterThan(1000);
   });
 
@@ -749,7 +738,9 @@ describe('LeaseManager in direct mode (the embedded service: no leases)', () => 
     expect(memory.size).toBe(1);
   });
 
-  it('charges `cost` permits at once and says when that many are back (token bucket, fixed window: exact references)', () => {
+  it('charges `cost` permits at once and says when that many are back (token bucket, fixed window: exact references)', async () => {
+    const { prng } = await import('../../test/helpers/prng.js');
+    const rnd = prng(3);
     const tbP: Policy = { name: 'c', algorithm: 'token_bucket', capacity: 10, refillPerSec: 10 };
     const fw: Policy = { name: 'w', algorithm: 'fixed_window', capacity: 10, refillPerSec: 10, windowMs: 1000 };
     const { clock, manager } = direct();
@@ -758,11 +749,6 @@ describe('LeaseManager in direct mode (the embedded service: no leases)', () => 
     let tokens = 10;
     let count = 0;
     let windowStart = Math.floor(t0 / 1000) * 1000;
-    let seed = 3;
-    const rnd = () => {
-      seed = (seed * 1103515245 + 12345) % 2147483648;
-      return seed / 2147483648;
-    };
     for (let i = 0; i < 400; i++) {
       const steps = Math.floor(rnd() * 3);
       clock.advance(steps * 100);

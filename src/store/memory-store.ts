@@ -28,8 +28,21 @@ import { memoizedName } from './key-name.js';
 
 type Stored = { state: BucketState<unknown>; expiresAtMs: number };
 
-/** Buckets the timer's sweep looks at per event-loop turn (about 0.1-0.3 ms of work). */
+/** Buckets the timer's sweep looks at per event-loop turn (a whole pass over 12,000 expired ones took 1.4-9 ms). */
 const SWEEP_SLICE = 1000;
+
+/**
+ * Walks `cursor`, dropping the entries expired by `nowMs`, for at most `budget` entries:
+ * the budget left once the cursor is exhausted, or -1 if entries remain.
+ */
+function sweepSome<V extends { expiresAtMs: number }>(cursor: Iterator<[string, V]>, nowMs: number, budget: number, drop: (id: string) => void): number {
+  for (let left = budget; left > 0; left--) {
+    const r = cursor.next();
+    if (r.done) return left;
+    if (r.value[1].expiresAtMs <= nowMs) drop(r.value[0]);
+  }
+  return -1;
+}
 
 /**
  * A bucket decided by `take`: the algorithm's state alone (nothing is ever leased from it),
@@ -71,9 +84,10 @@ export class MemoryStore implements BucketStore, BucketAdmin, FleetStore, StoreH
     const local = this.#clock.nowMs();
     const now = local + this.#epochMs;
     const alg = algorithmOf(policy);
-    let b = this.#directBucket(clientId, policy, memo);
+    const id = memoizedName(memo, clientId, policy, bucketId);
+    let b = this.#directBucket(id, memo);
     if (b === undefined) {
-      b = { id: memoizedName(memo, clientId, policy, bucketId), state: alg.fresh(policy), atMs: now, expiresAtMs: 0, live: true, reserved: 0 };
+      b = { id, state: alg.fresh(policy), atMs: now, expiresAtMs: 0, live: true, reserved: 0 };
       this.#direct.set(b.id, b);
       if (memo) memo.storeBucket = b;
     }
@@ -102,7 +116,7 @@ export class MemoryStore implements BucketStore, BucketAdmin, FleetStore, StoreH
   }
 
   settleTake(clientId: string, policy: Policy, cost: number, atMs: number, commit: boolean, memo?: StoreMemo): void {
-    const b = this.#directBucket(clientId, policy, memo);
+    const b = this.#directBucket(memoizedName(memo, clientId, policy, bucketId), memo);
     if (b === undefined || b.reserved < cost) return;
     b.reserved -= cost;
     if (commit || b.atMs !== atMs) return;
@@ -112,15 +126,14 @@ export class MemoryStore implements BucketStore, BucketAdmin, FleetStore, StoreH
   }
 
   takeHeld(clientId: string, policy: Policy, atMs: number, memo?: StoreMemo): boolean {
-    const b = this.#directBucket(clientId, policy, memo);
+    const b = this.#directBucket(memoizedName(memo, clientId, policy, bucketId), memo);
     if (b === undefined || b.reserved <= 0 || b.atMs !== atMs) return false;
     // A window's permits die with it (refilling algorithms: an endless life).
     return algorithmOf(policy).lifeMs(b.state, policy, this.#clock.nowMs() + this.#epochMs, Number.POSITIVE_INFINITY) >= 1;
   }
 
-  /** The live direct bucket of (client, policy): from the memo when it still holds it, else the map. */
-  #directBucket(clientId: string, policy: Policy, memo: StoreMemo | undefined): DirectBucket | undefined {
-    const id = memoizedName(memo, clientId, policy, bucketId);
+  /** The live direct bucket named `id`: from the memo when it still holds it, else the map. */
+  #directBucket(id: string, memo: StoreMemo | undefined): DirectBucket | undefined {
     const held = memo?.storeBucket as DirectBucket | undefined;
     if (held !== undefined && held.live && held.id === id) return held;
     const b = this.#direct.get(id);
@@ -166,15 +179,24 @@ export class MemoryStore implements BucketStore, BucketAdmin, FleetStore, StoreH
 
   /** Drops buckets whose TTL has passed, all at once (tests; the timer sweeps in slices). */
   sweep(): void {
-    const now = this.#clock.nowMs();
-    for (const [id, held] of this.#buckets) if (held.expiresAtMs <= now) this.#buckets.delete(id);
-    for (const [id, b] of this.#direct) if (b.expiresAtMs <= now) this.#drop(id);
+    this.#startSweep();
+    this.#sweepSlice(Number.POSITIVE_INFINITY);
   }
 
-  /** Where the timer's sweep has got to in each map; undefined when no sweep is under way. */
+  /** Where the sweep has got to in each map; undefined when none is under way. */
   #leaseCursor: Iterator<[string, Stored]> | undefined;
   #directCursor: Iterator<[string, DirectBucket]> | undefined;
   #sliceTimer: NodeJS.Timeout | undefined;
+  readonly #dropLeased = (id: string): void => {
+    this.#buckets.delete(id);
+  };
+  readonly #dropDirect = (id: string): void => this.#drop(id);
+
+  #startSweep(): void {
+    clearTimeout(this.#sliceTimer);
+    this.#leaseCursor = this.#buckets.entries();
+    this.#directCursor = this.#direct.entries();
+  }
 
   /**
    * The timer's sweep: at most SWEEP_SLICE buckets per turn of the event loop, the rest in
@@ -184,36 +206,30 @@ export class MemoryStore implements BucketStore, BucketAdmin, FleetStore, StoreH
    */
   #sweepInSlices(): void {
     if (this.#leaseCursor !== undefined || this.#directCursor !== undefined) return; // the previous sweep is still going
-    this.#leaseCursor = this.#buckets.entries();
-    this.#directCursor = this.#direct.entries();
-    this.#sweepSlice();
+    this.#startSweep();
+    this.#sweepSlice(SWEEP_SLICE);
   }
 
-  readonly #sweepSlice = (): void => {
+  /** Sweeps up to `budget` buckets; if some are left, the rest in the next turn, a slice at a time. */
+  #sweepSlice(budget: number): void {
     this.#sliceTimer = undefined;
     const now = this.#clock.nowMs();
-    let budget = SWEEP_SLICE;
-    while (budget > 0 && this.#leaseCursor !== undefined) {
-      const r = this.#leaseCursor.next();
-      if (r.done) this.#leaseCursor = undefined;
-      else {
-        if (r.value[1].expiresAtMs <= now) this.#buckets.delete(r.value[0]);
-        budget--;
-      }
+    let left = budget;
+    if (this.#leaseCursor !== undefined) {
+      left = sweepSome(this.#leaseCursor, now, left, this.#dropLeased);
+      if (left >= 0) this.#leaseCursor = undefined;
     }
-    while (budget > 0 && this.#directCursor !== undefined) {
-      const r = this.#directCursor.next();
-      if (r.done) this.#directCursor = undefined;
-      else {
-        if (r.value[1].expiresAtMs <= now) this.#drop(r.value[0]);
-        budget--;
-      }
+    if (left > 0 && this.#directCursor !== undefined) {
+      left = sweepSome(this.#directCursor, now, left, this.#dropDirect);
+      if (left >= 0) this.#directCursor = undefined;
     }
     if (this.#leaseCursor !== undefined || this.#directCursor !== undefined) {
-      this.#sliceTimer = setTimeout(this.#sweepSlice, 0);
+      this.#sliceTimer = setTimeout(this.#nextSlice, 0);
       this.#sliceTimer.unref();
     }
-  };
+  }
+
+  readonly #nextSlice = (): void => this.#sweepSlice(SWEEP_SLICE);
 
   /** A direct bucket leaves the map; a memo still holding it sees it is not live. */
   #drop(id: string): void {
