@@ -54,6 +54,7 @@ async function max(job: Extract<LoadJob, { kind: 'max' }>): Promise<MaxResult> {
 async function paced(job: Extract<LoadJob, { kind: 'paced' }>): Promise<PacedResult> {
   const pick = picker(job);
   const latencies: number[] = [];
+  const doneAt: number[] = [];
   let ok = 0;
   let limited = 0;
   let errors = 0;
@@ -77,6 +78,7 @@ async function paced(job: Extract<LoadJob, { kind: 'paced' }>): Promise<PacedRes
         else if (status === 429) limited++;
         else errors++;
         latencies.push(Math.round(ms * 1000) / 1000);
+        doneAt.push(Date.now());
       });
       instance.on('reqError', () => {
         errors++;
@@ -91,7 +93,7 @@ async function paced(job: Extract<LoadJob, { kind: 'paced' }>): Promise<PacedRes
       }),
     ),
   );
-  return { requests: latencies.length, ok, limited, errors, latencies, startedMs, endedMs: Date.now(), genBusy, genCpuMs };
+  return { requests: latencies.length, ok, limited, errors, latencies, doneAt, startedMs, endedMs: Date.now(), genBusy, genCpuMs };
 }
 
 const lines = createInterface({ input: process.stdin });

@@ -59,6 +59,8 @@ export type PacedResult = {
   errors: number;
   /** Every response's latency in ms (autocannon's), for pooling across rounds. */
   latencies: number[];
+  /** When each response (same order as `latencies`) arrived, epoch ms: where in the run the tail was (bench/tail.ts). */
+  doneAt: number[];
   startedMs: number;
   endedMs: number;
   genBusy: number;
