@@ -9,13 +9,15 @@
  * 100 ms apart over that second, each opening its connections), how many responses
  * took longer than `--slow` ms in each part, the server's event-loop delay p99 and max over
  * the window, and V8's collections that began in it (all, and how many were not
- * scavenges: mark-compacts, which stop the world longest), and, from Linux's
+ * scavenges: mark-compacts and other full-heap work), and, from Linux's
  * per-thread scheduler counters (/proc/<pid>/task/<tid>/schedstat), how long the
  * server's main thread ran and waited for the core, and how long its other
  * threads (V8's workers: background compilation and GC, libuv's pool) ran on it:
- * pinned to one core, every ms they run is a ms the event loop waits.
+ * pinned to one core, every ms they run is a ms the event loop waits. (The main
+ * thread's wait also counts any other process on that core; `bench:cold` measures
+ * those, this does not.) Redis is flushed before each system, as in `bench:cold`.
  *
- *   npm run bench:tail -- [--systems none,tandem-local,tandem,hono-rate-limiter] [--rounds 2] [--slow 2.5]
+ *   npm run bench:tail -- [--systems none,tandem-local,tandem,hono-rate-limiter] [--rounds 2] [--slow 2.5] [--paced-seconds 2]
  *
  * A diagnostic, not a score: one window holds ~2,400 responses, so its p99 is the
  * 24th slowest; read the counts and the two parts, not one p99. Writes
@@ -24,6 +26,7 @@
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
+import { Redis } from 'ioredis';
 import { RedisProcess } from '../test/helpers/redis-server.js';
 import { gitCommit } from './lib/git-commit.js';
 import { makeApiKeys } from './lib/keys.js';
@@ -42,6 +45,8 @@ const systems = (values.systems as string).split(',');
 const rounds = Number(values.rounds);
 const slowMs = Number(values.slow);
 const pacedSeconds = Number(values['paced-seconds']);
+// The generator starts its instances over the first second: shorter runs have no "after the ramp".
+if (!(pacedSeconds >= 2)) throw new Error('--paced-seconds must be at least 2');
 const pin = canPin(2);
 const SERVER_CPU = pin ? '0' : undefined;
 const OTHER_CPU = pin ? '1' : undefined;
@@ -59,18 +64,24 @@ type WindowFigures = { loopP99: number; loopMax: number; gcCount: number; gcMaxM
 /** Per thread of `pid`: ns on the CPU and ns waiting for it (Linux schedstat); empty where /proc has none. */
 function threadTimes(pid: number): Map<string, [number, number]> {
   const m = new Map<string, [number, number]>();
+  let tids: string[] = [];
   try {
-    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return m; // not Linux, or the process is gone: the columns read 0
+  }
+  for (const tid of tids) {
+    try {
       const [run, wait] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ').map(Number);
       m.set(tid, [run as number, wait as number]);
+    } catch {
+      // the thread ended between the listing and the read
     }
-  } catch {
-    // not Linux, or the process is gone: the columns read 0
   }
   return m;
 }
 
-/** Main thread's run and wait ms, and the other threads' run ms, between two `threadTimes`. */
+/** Main thread's run and wait ms, and the other threads' run ms, between two `threadTimes` (a thread absent from the first started since: all its time counts). */
 function threadDelta(pid: number, a: Map<string, [number, number]>, b: Map<string, [number, number]>): [number, number, number] {
   let others = 0;
   let main: [number, number] = [0, 0];
@@ -84,69 +95,75 @@ function threadDelta(pid: number, a: Map<string, [number, number]>, b: Map<strin
 type Row = { round: number; system: string; window: string; sinceLoopsMs: number; requests: number; p99: number; p99Late: number; slowEarly: number; slowLate: number } & WindowFigures;
 
 if (OTHER_CPU) pinPid(process.pid, OTHER_CPU);
-const redis = await RedisProcess.start();
-if (OTHER_CPU && redis.proc?.pid) pinPid(redis.proc.pid, OTHER_CPU);
-const gen = await startLoadGen(OTHER_CPU);
 const rows: Row[] = [];
+const redis = await RedisProcess.start();
 try {
-  for (let round = 0; round < rounds; round++) {
-    for (const system of systems) {
-      const env: Record<string, string> = { BENCH_LOOP_DELAY: '1' };
-      if (system === 'tandem' || system === 'rlflex') env.REDIS_URL = redis.url;
-      const server = await startServer(system, env, SERVER_CPU);
-      try {
-        await new Promise((r) => setTimeout(r, 200));
-        await gen.run({ kind: 'max', urls: [server.url], keys: makeApiKeys(2000), mix: 'uniform', seed: 99, seconds: 1, connections: 50 });
-        const mixes = round % 2 ? [...MIXES].reverse() : [...MIXES];
-        const a = new Map(mixes.map((m) => [m, makeApiKeys(12000)]));
-        for (const mix of mixes) for (const seed of [1, 2]) await gen.run({ kind: 'max', urls: [server.url], keys: a.get(mix) as string[], mix, seed, seconds: 3.5, connections: 50 });
-        const loopsEnded = Date.now();
-        const paced = async (window: string, mix: (typeof MIXES)[number], keys: string[], seed: number) => {
-          const from = Date.now();
-          const to = from + pacedSeconds * 1000 + 1200;
-          await fetch(`${server.url}/__bench/loop/window?name=${window}&from=${from}&to=${to}`);
-          const pid = server.proc.pid as number;
-          const t0 = threadTimes(pid);
-          const r: PacedResult = await gen.run({ kind: 'paced', urls: [server.url], keys, mix, seed, seconds: pacedSeconds, rps: 1200 });
-          const [mainRunMs, mainWaitMs, othersRunMs] = threadDelta(pid, t0, threadTimes(pid));
-          const loop = (await (await fetch(`${server.url}/__bench/loop`)).json()) as {
-            windows: Record<string, { p99Ms: number; maxMs: number; gcCount: number; gcMaxMs: number; scavenges: number }>;
+  if (OTHER_CPU && redis.proc?.pid) pinPid(redis.proc.pid, OTHER_CPU);
+  const gen = await startLoadGen(OTHER_CPU);
+  const admin = new Redis(redis.url);
+  try {
+    for (let round = 0; round < rounds; round++) {
+      for (const system of systems) {
+        await admin.flushall();
+        const env: Record<string, string> = { BENCH_LOOP_DELAY: '1' };
+        if (system === 'tandem' || system === 'rlflex') env.REDIS_URL = redis.url;
+        const server = await startServer(system, env, SERVER_CPU);
+        try {
+          await new Promise((r) => setTimeout(r, 200));
+          await gen.run({ kind: 'max', urls: [server.url], keys: makeApiKeys(2000), mix: 'uniform', seed: 99, seconds: 1, connections: 50 });
+          const mixes = round % 2 ? [...MIXES].reverse() : [...MIXES];
+          const a = new Map(mixes.map((m) => [m, makeApiKeys(12000)]));
+          for (const mix of mixes) for (const seed of [1, 2]) await gen.run({ kind: 'max', urls: [server.url], keys: a.get(mix) as string[], mix, seed, seconds: 3.5, connections: 50 });
+          const loopsEnded = Date.now();
+          const paced = async (window: string, mix: (typeof MIXES)[number], keys: string[], seed: number) => {
+            const from = Date.now();
+            const to = from + pacedSeconds * 1000 + 1200;
+            await fetch(`${server.url}/__bench/loop/window?name=${encodeURIComponent(window)}&from=${from}&to=${to}`);
+            const pid = server.proc.pid as number;
+            const t0 = threadTimes(pid);
+            const r: PacedResult = await gen.run({ kind: 'paced', urls: [server.url], keys, mix, seed, seconds: pacedSeconds, rps: 1200 });
+            const [mainRunMs, mainWaitMs, othersRunMs] = threadDelta(pid, t0, threadTimes(pid));
+            const loop = (await (await fetch(`${server.url}/__bench/loop`)).json()) as {
+              windows: Record<string, { p99Ms: number; maxMs: number; gcCount: number; gcMaxMs: number; scavenges: number }>;
+            };
+            const w = loop.windows[window];
+            // After the ramp: every generator instance has started (they start 100 ms apart over the first second).
+            const rampEnd = r.startedMs + 1000;
+            const late = r.latencies.filter((_, i) => (r.doneAt[i] as number) >= rampEnd);
+            const slowLate = late.filter((l) => l > slowMs).length;
+            rows.push({
+              round,
+              system,
+              window,
+              sinceLoopsMs: r.startedMs - loopsEnded,
+              requests: r.latencies.length,
+              p99: quantile(r.latencies, 0.99),
+              p99Late: quantile(late, 0.99),
+              slowEarly: r.latencies.filter((l) => l > slowMs).length - slowLate,
+              slowLate,
+              loopP99: w?.p99Ms ?? Number.NaN,
+              loopMax: w?.maxMs ?? Number.NaN,
+              gcCount: w?.gcCount ?? 0,
+              gcMaxMs: w?.gcMaxMs ?? 0,
+              majors: (w?.gcCount ?? 0) - (w?.scavenges ?? 0),
+              mainRunMs,
+              mainWaitMs,
+              othersRunMs,
+            });
           };
-          const w = loop.windows[window];
-          // After the ramp: every generator instance has started (they start 100 ms apart over the first second).
-          const rampEnd = r.startedMs + Math.min(1000, (pacedSeconds * 1000) / 2);
-          const late = r.latencies.filter((_, i) => (r.doneAt[i] as number) >= rampEnd);
-          const slowLate = late.filter((l) => l > slowMs).length;
-          rows.push({
-            round,
-            system,
-            window,
-            sinceLoopsMs: r.startedMs - loopsEnded,
-            requests: r.latencies.length,
-            p99: quantile(r.latencies, 0.99),
-            p99Late: quantile(late, 0.99),
-            slowEarly: r.latencies.filter((l) => l > slowMs).length - slowLate,
-            slowLate,
-            loopP99: w?.p99Ms ?? Number.NaN,
-            loopMax: w?.maxMs ?? Number.NaN,
-            gcCount: w?.gcCount ?? 0,
-            gcMaxMs: w?.gcMaxMs ?? 0,
-            majors: (w?.gcCount ?? 0) - (w?.scavenges ?? 0),
-            mainRunMs,
-            mainWaitMs,
-            othersRunMs,
-          });
-        };
-        for (const mix of mixes) await paced(`warm ${mix}`, mix, a.get(mix) as string[], 3);
-        for (const mix of mixes) await paced(`cold ${mix}`, mix, makeApiKeys(12000), 4);
-        console.error(`round ${round + 1}/${rounds} ${system}: done`);
-      } finally {
-        await server.stop();
+          for (const mix of mixes) await paced(`warm ${mix}`, mix, a.get(mix) as string[], 3);
+          for (const mix of mixes) await paced(`cold ${mix}`, mix, makeApiKeys(12000), 4);
+          console.error(`round ${round + 1}/${rounds} ${system}: done`);
+        } finally {
+          await server.stop();
+        }
       }
     }
+  } finally {
+    admin.disconnect();
+    await gen.stop();
   }
 } finally {
-  await gen.stop();
   await redis.stop();
 }
 

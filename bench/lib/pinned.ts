@@ -101,10 +101,15 @@ export async function startLoadGen(cpus: string | undefined): Promise<LoadGen> {
     }
   });
   proc.once('exit', (code) => waiting?.reject(new Error(`load generator exited with ${code}`)));
-  await Promise.race([
-    readyP,
-    new Promise((_, reject) => setTimeout(() => reject(new Error('load generator did not start')), 20_000).unref()),
-  ]);
+  try {
+    await Promise.race([
+      readyP,
+      new Promise((_, reject) => setTimeout(() => reject(new Error('load generator did not start')), 20_000).unref()),
+    ]);
+  } catch (err) {
+    proc.kill('SIGKILL');
+    throw err;
+  }
   return {
     run: ((job: LoadJob) =>
       new Promise<unknown>((resolve, reject) => {

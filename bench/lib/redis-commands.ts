@@ -10,22 +10,35 @@
  * instance whose only error listener is its connect promise's): the bench smoke
  * run died of it on a busy machine. Here every line after "+OK" is a monitored
  * command, whatever chunk it came in.
+ *
+ * `match` receives each command's arguments as MONITOR prints them (Redis's
+ * escaped form: quotes, backslashes and non-printable bytes escaped), which for
+ * ASCII key names and hashes is the argument itself.
  */
 import { type Socket, connect } from 'node:net';
 
 export type CommandCounter = { count(): number; matching(): number; stop(): Promise<void> };
 
+/** A command as a RESP array (safe for any bytes in its arguments, unlike the inline form). */
+function resp(args: string[]): string {
+  return `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
+}
+
 /** `match` picks out the commands of interest (say, those naming one client's key). */
 export async function countCommands(url: string, match?: (args: string[]) => boolean): Promise<CommandCounter> {
   const u = new URL(url);
-  const socket: Socket = connect({ host: u.hostname || '127.0.0.1', port: Number(u.port || 6379) });
+  if (u.protocol !== 'redis:') throw new Error(`countCommands: only redis:// URLs (got ${u.protocol})`);
+  const host = u.hostname.replace(/^\[(.*)\]$/, '$1') || '127.0.0.1';
+  const socket: Socket = connect({ host, port: Number(u.port || 6379) });
   socket.setEncoding('latin1');
   let n = 0;
   let m = 0;
   let buf = '';
   let monitoring = false;
+  let stopped = false;
+  const password = u.password ? decodeURIComponent(u.password) : '';
   // With a password, AUTH's +OK comes first, then MONITOR's.
-  let oks = u.password ? 2 : 1;
+  let oks = password ? 2 : 1;
   let warned = false;
   const warn = (msg: string) => {
     if (warned) return;
@@ -34,7 +47,6 @@ export async function countCommands(url: string, match?: (args: string[]) => boo
   };
   // A monitored line: +<time> [<db> <source>] "<command>" "<arg>" ...
   const onLine = (line: string) => {
-    if (!monitoring) return;
     const open = line.indexOf('[');
     const close = line.indexOf(']', open);
     if (open < 0 || close < 0) return;
@@ -47,10 +59,16 @@ export async function countCommands(url: string, match?: (args: string[]) => boo
     }
   };
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`MONITOR on ${u.host}: no +OK within 5 s`)), 5000);
-    socket.once('error', (err) => {
+    // Any failure before MONITOR's +OK closes the socket: nothing keeps streaming to it.
+    const fail = (err: Error) => {
       clearTimeout(timer);
+      socket.destroy();
       reject(err);
+    };
+    const timer = setTimeout(() => fail(new Error(`MONITOR on ${u.host}: no +OK within 5 s`)), 5000);
+    socket.once('error', fail);
+    socket.once('close', () => {
+      if (!monitoring) fail(new Error(`MONITOR on ${u.host}: connection closed before +OK`));
     });
     socket.on('data', (chunk: string) => {
       buf += chunk;
@@ -59,28 +77,31 @@ export async function countCommands(url: string, match?: (args: string[]) => boo
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 2);
         nl = buf.indexOf('\r\n');
-        if (!monitoring) {
-          if (line === '+OK' && --oks === 0) {
-            monitoring = true;
-            clearTimeout(timer);
-            resolve();
-          } else if (line.startsWith('-')) {
-            clearTimeout(timer);
-            reject(new Error(`MONITOR refused: ${line.slice(1)}`));
-          }
-          continue;
+        if (monitoring) {
+          onLine(line);
+        } else if (line === '+OK' && --oks === 0) {
+          monitoring = true;
+          clearTimeout(timer);
+          resolve();
+        } else if (line.startsWith('-')) {
+          fail(new Error(`MONITOR refused: ${line.slice(1)}`));
+          return;
         }
-        onLine(line);
       }
     });
-    const auth = u.password ? `AUTH ${decodeURIComponent(u.username || 'default')} ${decodeURIComponent(u.password)}\r\n` : '';
-    socket.write(`${auth}MONITOR\r\n`);
+    const user = u.username ? decodeURIComponent(u.username) : '';
+    const auth = password ? resp(user ? ['AUTH', user, password] : ['AUTH', password]) : '';
+    socket.write(`${auth}${resp(['MONITOR'])}`);
   });
   socket.on('error', (err) => warn(err.message));
+  socket.on('close', () => {
+    if (!stopped) warn('connection closed');
+  });
   return {
     count: () => n,
     matching: () => m,
     stop: async () => {
+      stopped = true;
       socket.destroy();
     },
   };
