@@ -32,6 +32,7 @@ import { gitCommit } from './lib/git-commit.js';
 import { makeApiKeys } from './lib/keys.js';
 import { type PacedResult, canPin, pinPid, startLoadGen } from './lib/pinned.js';
 import { startServer } from './lib/processes.js';
+import { percentile } from './lib/timeline.js';
 
 const { values } = parseArgs({
   options: {
@@ -52,11 +53,7 @@ const SERVER_CPU = pin ? '0' : undefined;
 const OTHER_CPU = pin ? '1' : undefined;
 const MIXES = ['uniform', 'zipf'] as const;
 
-const quantile = (xs: number[], p: number): number => {
-  if (xs.length === 0) return Number.NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor(p * s.length))] as number;
-};
+const quantile = (xs: number[], p: number): number => (xs.length === 0 ? Number.NaN : percentile([...xs].sort((a, b) => a - b), p * 100));
 const f = (n: number, d = 2) => (Number.isFinite(n) ? n.toFixed(d) : '-');
 
 type WindowFigures = { loopP99: number; loopMax: number; gcCount: number; gcMaxMs: number; majors: number; mainRunMs: number; mainWaitMs: number; othersRunMs: number };
